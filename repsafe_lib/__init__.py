@@ -1,0 +1,1 @@
+"""repsafe: representation-based reward modeling for LLM safety alignment."""

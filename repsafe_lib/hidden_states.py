@@ -1,0 +1,291 @@
+"""Last-token hidden states of every decoder layer (paper Sec 3.2; SPEC §1).
+
+A conversation is the prompt in the model's chat template (with the assistant turn opened), then the
+response, then the end-of-sequence token; its state at layer l is the hidden state of the *last
+non-padding token* after decoder layer l (l = 1..L; the embedding output is not a layer).
+
+Convention, kept in this one place: layer L's state is transformers' `hidden_states[L]`, which has
+passed the model's final norm; layers 1..L-1 have not. This equals `output_hidden_states=True`'s
+`hidden_states[1:]`, but is gathered by forward hooks that keep only the pooled token of each layer,
+so no `[B, T, L, d]` tensor ever exists and the LM head is never run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from repsafe_lib.artifacts import atomic_path, read_json
+from repsafe_lib.datasets import PreferencePair, to_labeled_responses
+
+log = logging.getLogger(__name__)
+
+# Bump when the meaning of a cached state changes (formatting, pooling, layer convention).
+STATE_CONVENTION = "last-nonpad-token/hidden_states[1:]/v1"
+PLAIN_FORMAT = "\n\nHuman: {prompt}\n\nAssistant:"
+
+
+@dataclass(frozen=True)
+class StateExample:
+    """One response whose states are extracted: a row of the `[n, L, d]` tensor."""
+
+    example_id: str
+    prompt: str
+    response: str
+    is_safe: bool
+    split: str  # "train" | "test"
+
+
+def split_examples(
+    train_pairs: Sequence[PreferencePair], test_pairs: Sequence[PreferencePair]
+) -> list[StateExample]:
+    """Both responses of every pair, train first, each tagged with its split."""
+    return [
+        StateExample(r.example_id, r.prompt, r.response, r.is_safe, split)
+        for split, pairs in (("train", train_pairs), ("test", test_pairs))
+        for r in to_labeled_responses(pairs)
+    ]
+
+
+def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+    """The prompt as the model sees it before its answer: chat template with the assistant turn open.
+
+    Models without a chat template (base models such as Llama-2-7b) get the hh-rlhf dialogue format.
+    """
+    if tokenizer.chat_template:
+        messages = [{"role": "user", "content": prompt}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return PLAIN_FORMAT.format(prompt=prompt)
+
+
+def format_conversation(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) -> str:
+    """Prompt, response and end-of-sequence token: the last token is the one whose state we keep."""
+    separator = "" if tokenizer.chat_template else " "
+    return f"{format_prompt(tokenizer, prompt)}{separator}{response}{tokenizer.eos_token}"
+
+
+def tokenize_conversations(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
+) -> list[list[int]]:
+    """Token ids per text; too-long texts lose tokens from the *start*, keeping the final token."""
+    add_special = not tokenizer.chat_template  # a chat template already writes BOS where it wants
+    encoded = tokenizer(list(texts), add_special_tokens=add_special)["input_ids"]
+    truncated = sum(len(ids) > max_length for ids in encoded)
+    if truncated:
+        log.warning("%d of %d texts exceed %d tokens; kept their last %d tokens",
+                    truncated, len(encoded), max_length, max_length)
+    return [ids[-max_length:] for ids in encoded]
+
+
+def pad_batch(
+    sequences: Sequence[Sequence[int]], pad_id: int, side: str = "right"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`input_ids [B, T]` and `attention_mask [B, T]`, padded on `side` ("left" or "right")."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
+        ids[row, span] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
+    return ids, mask
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position of the last non-padding token per row `[B]`, whichever side was padded."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask * positions).argmax(dim=1)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """0, 1, 2, ... over real tokens, so left padding does not shift the positions."""
+    return (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def decoder_parts(model: PreTrainedModel) -> tuple[nn.Module, nn.ModuleList, nn.Module]:
+    """(body without LM head, its decoder layers, its final norm) for decoder-only transformers."""
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
+    for layers_name, norm_name in (("layers", "norm"), ("h", "ln_f"), ("layers", "final_layernorm")):
+        layers, norm = getattr(body, layers_name, None), getattr(body, norm_name, None)
+        if isinstance(layers, nn.ModuleList) and norm is not None:
+            return body, layers, norm
+    raise TypeError(f"{type(model).__name__}: can't find its decoder layers and final norm")
+
+
+class LastTokenRecorder:
+    """Forward hooks that pool each requested layer's output at the last real token, as it runs."""
+
+    def __init__(self, model: PreTrainedModel, layers: Sequence[int]):
+        _, blocks, norm = decoder_parts(model)
+        self.layers, self.pooled = list(layers), {}
+        self.index: torch.Tensor | None = None
+        last = len(blocks)
+        # hidden_states[l] is block l-1's output for l < L; hidden_states[L] is the final norm's.
+        modules = {layer: norm if layer == last else blocks[layer - 1] for layer in self.layers}
+        self.handles = [m.register_forward_hook(self._hook(layer)) for layer, m in modules.items()]
+
+    def _hook(self, layer: int):
+        def pool(module, inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            self.pooled[layer] = hidden[rows, self.index].float()
+
+        return pool
+
+    def stacked(self) -> torch.Tensor:
+        """`[B, L, d]` in the order the layers were requested."""
+        return torch.stack([self.pooled.pop(layer) for layer in self.layers], dim=1)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first, so memory peaks early)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+@torch.inference_mode()
+def extract_hidden_states(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    layers: Sequence[int],
+    max_length: int,
+    batch_size: int,
+    padding_side: str = "right",
+    progress: bool = True,
+) -> torch.Tensor:
+    """States `[n, len(layers), d]` (float32, CPU) of the last token of each formatted text.
+
+    `layers` are 1-based decoder layer numbers. Batches are length-sorted to waste little padding;
+    the result is in the order of `texts`.
+    """
+    token_ids = tokenize_conversations(tokenizer, texts, max_length)
+    body, _, _ = decoder_parts(model)
+    device = next(model.parameters()).device
+    recorder = LastTokenRecorder(model, layers)
+    states = torch.empty((len(texts), len(layers), model.config.hidden_size))
+    batches = length_sorted_batches([len(ids) for ids in token_ids], batch_size)
+    bar = tqdm(total=sum(map(len, token_ids)), unit="tok", desc="hidden states", disable=not progress)
+    try:
+        for batch in batches:
+            ids, mask = pad_batch([token_ids[i] for i in batch], tokenizer.pad_token_id, padding_side)
+            ids, mask = ids.to(device), mask.to(device)
+            recorder.index = last_token_index(mask)
+            body(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                 use_cache=False)
+            states[batch] = recorder.stacked().cpu()
+            bar.update(int(mask.sum()))
+    finally:
+        recorder.remove()
+        bar.close()
+    return states
+
+
+def states_cache_key(
+    model_fingerprint: str, texts: Sequence[str], layers: Sequence[int], max_length: int
+) -> str:
+    """Hash of everything a cached state depends on: weights, exact texts, layers, truncation."""
+    digest = hashlib.sha256()
+    header = {"model": model_fingerprint, "layers": list(layers), "max_length": max_length,
+              "convention": STATE_CONVENTION, "n": len(texts)}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for text in texts:
+        digest.update(hashlib.sha256(text.encode()).digest())
+    return digest.hexdigest()
+
+
+def _read_cached(path: Path, key: str, shape: tuple[int, int, int]) -> torch.Tensor | None:
+    """The cached tensor if the file is intact and matches key and shape, else None."""
+    if not path.exists():
+        return None
+    try:
+        tensors = load_file(path)
+        with open(path, "rb") as handle:  # metadata lives in the safetensors header
+            size = int.from_bytes(handle.read(8), "little")
+            metadata = json.loads(handle.read(size)).get("__metadata__", {})
+    except (SafetensorError, OSError, ValueError) as error:
+        log.warning("hidden-state cache %s is unreadable (%s); recomputing", path, error)
+        return None
+    states = tensors.get("states")
+    if metadata.get("key") != key or states is None or tuple(states.shape) != shape:
+        log.warning("hidden-state cache %s is stale; recomputing", path)
+        return None
+    return states.float()
+
+
+class CachedStates(NamedTuple):
+    states: torch.Tensor  # [n, L, d] float32 (values as stored: float16 precision)
+    path: Path
+    key: str
+
+
+def cached_hidden_states(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    model_fingerprint: str,
+    cache_dir: str | Path,
+    layers: Sequence[int],
+    max_length: int,
+    batch_size: int,
+    progress: bool = True,
+) -> CachedStates:
+    """`extract_hidden_states`, cached on disk as float16 safetensors keyed by `states_cache_key`.
+
+    A second call with the same inputs loads the file without touching the model; a stale, truncated
+    or corrupt file is recomputed and replaced (written atomically).
+    """
+    key = states_cache_key(model_fingerprint, texts, layers, max_length)
+    path = Path(cache_dir) / f"states-{key[:24]}.safetensors"
+    shape = (len(texts), len(layers), model.config.hidden_size)
+    cached = _read_cached(path, key, shape)
+    if cached is not None:
+        return CachedStates(cached, path, key)
+    states = extract_hidden_states(model, tokenizer, texts, layers=layers, max_length=max_length,
+                                   batch_size=batch_size, progress=progress)
+    with atomic_path(path) as tmp:
+        save_file({"states": states.to(torch.float16).contiguous()}, tmp, metadata={"key": key})
+    # Return what the cache holds, so the first run and every rerun see the same numbers.
+    return CachedStates(states.to(torch.float16).float(), path, key)
+
+
+def read_cached_states(path: str | Path, key: str, shape: tuple[int, int, int]) -> torch.Tensor:
+    """States written by `cached_hidden_states`, for notebooks that must not reload the model."""
+    states = _read_cached(Path(path), key, shape)
+    if states is None:
+        raise FileNotFoundError(f"{path} is missing, stale or corrupt: rerun notebook 01_representations")
+    return states
+
+
+
+def states_index(cached: CachedStates, layers: Sequence[int], model) -> dict:
+    """What a later notebook needs to find and verify the states without loading the model."""
+    return {"file": cached.path.name, "key": cached.key, "layers": list(layers),
+            "shape": list(cached.states.shape), "model": model.name,
+            "model_fingerprint": model.fingerprint, "convention": STATE_CONVENTION}
+
+
+def load_states(run_dir: str | Path) -> tuple[torch.Tensor, list[int]]:
+    """States `[n, L, d]` and their layer numbers from notebook 01's directory."""
+    run_dir = Path(run_dir)
+    index = read_json(run_dir / "states.json", producer="01_representations")
+    states = read_cached_states(run_dir / index["file"], index["key"], tuple(index["shape"]))
+    return states, index["layers"]

