@@ -33,6 +33,7 @@ reproduce: install
 	$(BIN)/python -m repsafe_lib.pipeline --params params/$(PROFILE).yaml
 
 test: install
+	$(BIN)/ruff check repsafe_lib tests benchmarks scripts notebooks
 	rm -rf $(TEST_OUTPUTS)
 	REPSAFE_PARAMS=params/tiny.yaml REPSAFE_OUTPUTS=$(TEST_OUTPUTS) \
 		$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(PYTEST_ARGS)

@@ -28,17 +28,26 @@ class MissingArtifactError(FileNotFoundError):
     """An upstream artifact is absent: the message says which notebook makes it."""
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it into place, else delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name keeps the real suffix: some writers (papermill) check it.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; artifacts are ordinary files
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -82,7 +91,13 @@ def save_figure(fig, path_stem: str | Path) -> list[Path]:
     for suffix, options in ((".png", {"dpi": 150}), (".pdf", {})):
         target = stem.with_suffix(suffix)
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=suffix[1:], bbox_inches="tight", metadata=_figure_metadata(suffix), **options)
+            fig.savefig(
+                tmp,
+                format=suffix[1:],
+                bbox_inches="tight",
+                metadata=_figure_metadata(suffix),
+                **options,
+            )
         written.append(target)
     return written
 
@@ -102,7 +117,11 @@ def require_artifact(path: str | Path, *, producer: str) -> Path:
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            check=True,
         )
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -138,7 +157,9 @@ class Run:
 
     def upstream(self, notebook: str, name: str) -> Path:
         """A file written by an earlier notebook of the same profile (must exist)."""
-        return require_artifact(notebook_dir(self.params.profile, notebook) / name, producer=notebook)
+        return require_artifact(
+            notebook_dir(self.params.profile, notebook) / name, producer=notebook
+        )
 
     def finish(self, extra: dict | None = None) -> Path:
         manifest = {

@@ -162,7 +162,6 @@ class _Spec(Generic[T]):
     hub_kwargs: Mapping[str, str] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------------------
 # Field accessors: each returns a clean value or raises _RowError naming the field.
 
 
@@ -239,7 +238,6 @@ def _parse_mapping_text(text: str, name: str) -> object:
         raise _RowError(name, f"not a JSON object: {text!r:.40}") from None
 
 
-# ---------------------------------------------------------------------------------------------
 # Row parsers, one per dataset.
 
 _HUMAN_TURN = re.compile(r"(?:\A|\n)\s*Human:(.*?)(?=\n\s*(?:Assistant|Human):|\Z)", re.DOTALL)
@@ -306,7 +304,6 @@ def _parse_xstest(data: Mapping[str, Any], row: int, text_cells: bool) -> EvalPr
     )
 
 
-# ---------------------------------------------------------------------------------------------
 # Reading files and hub splits into rows.
 
 
@@ -447,7 +444,6 @@ def _read_source(
     raise DatasetError("no such file and not a hub id (owner/name)", path=str(source))
 
 
-# ---------------------------------------------------------------------------------------------
 # Validation driver shared by every loader.
 
 
@@ -534,7 +530,6 @@ def _load(
     return loaded
 
 
-# ---------------------------------------------------------------------------------------------
 # Public loaders.
 
 _PKU = _Spec(
@@ -646,7 +641,6 @@ LOADERS: dict[str, Callable[..., LoadedDataset[Any]]] = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
 # Derived views.
 
 
@@ -721,7 +715,9 @@ def load_configured(spec, *, on_bad_rows: OnBadRows, seed: int) -> LoadedDataset
     if spec.loader not in LOADERS:
         raise ValueError(f"unknown loader '{spec.loader}' (known: {', '.join(LOADERS)})")
     loaded = LOADERS[spec.loader](
-        resolve_data_source(spec.source), split=spec.split, on_bad_rows=on_bad_rows,
+        resolve_data_source(spec.source),
+        split=spec.split,
+        on_bad_rows=on_bad_rows,
         revision=spec.revision,
     )
     records = tuple(subsample(loaded.records, spec.max_rows, seed))

@@ -84,8 +84,13 @@ def tokenize_conversations(
     encoded = tokenizer(list(texts), add_special_tokens=add_special)["input_ids"]
     truncated = sum(len(ids) > max_length for ids in encoded)
     if truncated:
-        log.warning("%d of %d texts exceed %d tokens; kept their last %d tokens",
-                    truncated, len(encoded), max_length, max_length)
+        log.warning(
+            "%d of %d texts exceed %d tokens; kept their last %d tokens",
+            truncated,
+            len(encoded),
+            max_length,
+            max_length,
+        )
     return [ids[-max_length:] for ids in encoded]
 
 
@@ -117,7 +122,11 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 def decoder_parts(model: PreTrainedModel) -> tuple[nn.Module, nn.ModuleList, nn.Module]:
     """(body without LM head, its decoder layers, its final norm) for decoder-only transformers."""
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
-    for layers_name, norm_name in (("layers", "norm"), ("h", "ln_f"), ("layers", "final_layernorm")):
+    for layers_name, norm_name in (
+        ("layers", "norm"),
+        ("h", "ln_f"),
+        ("layers", "final_layernorm"),
+    ):
         layers, norm = getattr(body, layers_name, None), getattr(body, norm_name, None)
         if isinstance(layers, nn.ModuleList) and norm is not None:
             return body, layers, norm
@@ -182,14 +191,22 @@ def extract_hidden_states(
     recorder = LastTokenRecorder(model, layers)
     states = torch.empty((len(texts), len(layers), model.config.hidden_size))
     batches = length_sorted_batches([len(ids) for ids in token_ids], batch_size)
-    bar = tqdm(total=sum(map(len, token_ids)), unit="tok", desc="hidden states", disable=not progress)
+    bar = tqdm(
+        total=sum(map(len, token_ids)), unit="tok", desc="hidden states", disable=not progress
+    )
     try:
         for batch in batches:
-            ids, mask = pad_batch([token_ids[i] for i in batch], tokenizer.pad_token_id, padding_side)
+            ids, mask = pad_batch(
+                [token_ids[i] for i in batch], tokenizer.pad_token_id, padding_side
+            )
             ids, mask = ids.to(device), mask.to(device)
             recorder.index = last_token_index(mask)
-            body(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                 use_cache=False)
+            body(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=position_ids_from_mask(mask),
+                use_cache=False,
+            )
             states[batch] = recorder.stacked().cpu()
             bar.update(int(mask.sum()))
     finally:
@@ -203,8 +220,13 @@ def states_cache_key(
 ) -> str:
     """Hash of everything a cached state depends on: weights, exact texts, layers, truncation."""
     digest = hashlib.sha256()
-    header = {"model": model_fingerprint, "layers": list(layers), "max_length": max_length,
-              "convention": STATE_CONVENTION, "n": len(texts)}
+    header = {
+        "model": model_fingerprint,
+        "layers": list(layers),
+        "max_length": max_length,
+        "convention": STATE_CONVENTION,
+        "n": len(texts),
+    }
     digest.update(json.dumps(header, sort_keys=True).encode())
     for text in texts:
         digest.update(hashlib.sha256(text.encode()).digest())
@@ -259,8 +281,15 @@ def cached_hidden_states(
     cached = _read_cached(path, key, shape)
     if cached is not None:
         return CachedStates(cached, path, key)
-    states = extract_hidden_states(model, tokenizer, texts, layers=layers, max_length=max_length,
-                                   batch_size=batch_size, progress=progress)
+    states = extract_hidden_states(
+        model,
+        tokenizer,
+        texts,
+        layers=layers,
+        max_length=max_length,
+        batch_size=batch_size,
+        progress=progress,
+    )
     with atomic_path(path) as tmp:
         save_file({"states": states.to(torch.float16).contiguous()}, tmp, metadata={"key": key})
     # Return what the cache holds, so the first run and every rerun see the same numbers.
@@ -271,16 +300,23 @@ def read_cached_states(path: str | Path, key: str, shape: tuple[int, int, int]) 
     """States written by `cached_hidden_states`, for notebooks that must not reload the model."""
     states = _read_cached(Path(path), key, shape)
     if states is None:
-        raise FileNotFoundError(f"{path} is missing, stale or corrupt: rerun notebook 01_representations")
+        raise FileNotFoundError(
+            f"{path} is missing, stale or corrupt: rerun notebook 01_representations"
+        )
     return states
-
 
 
 def states_index(cached: CachedStates, layers: Sequence[int], model) -> dict:
     """What a later notebook needs to find and verify the states without loading the model."""
-    return {"file": cached.path.name, "key": cached.key, "layers": list(layers),
-            "shape": list(cached.states.shape), "model": model.name,
-            "model_fingerprint": model.fingerprint, "convention": STATE_CONVENTION}
+    return {
+        "file": cached.path.name,
+        "key": cached.key,
+        "layers": list(layers),
+        "shape": list(cached.states.shape),
+        "model": model.name,
+        "model_fingerprint": model.fingerprint,
+        "convention": STATE_CONVENTION,
+    }
 
 
 def load_states(run_dir: str | Path) -> tuple[torch.Tensor, list[int]]:

@@ -106,7 +106,9 @@ def _convert_gguf(gguf_path: Path, target: Path, with_model: bool) -> None:
         kwargs = {"gguf_file": gguf_path.name}
         AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs).save_pretrained(staging)
         if with_model:
-            log.info("converting %s once (de-quantising; later loads use the cache)", gguf_path.name)
+            log.info(
+                "converting %s once (de-quantising; later loads use the cache)", gguf_path.name
+            )
             model = AutoModelForCausalLM.from_pretrained(
                 gguf_path.parent, dtype=torch.float32, **kwargs
             )

@@ -254,7 +254,9 @@ def _build(cls: type, raw: Any, prefix: str, path: Path) -> Any:
             raise ParamsError(path, dotted(name), f"unknown key (allowed: {', '.join(fields)})")
     values = {}
     for name, spec in fields.items():
-        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+        required = (
+            spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+        )
         if name not in raw:
             if required:
                 raise ParamsError(path, dotted(name), "missing required key")

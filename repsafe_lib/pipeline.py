@@ -8,6 +8,7 @@ A failing notebook stops the run with papermill's error (the executed copy shows
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -47,10 +48,23 @@ def run_notebook(notebook: Path, params_file: str, executed_dir: Path) -> float:
     started = time.perf_counter()
     with atomic_path(executed_dir / notebook.name) as tmp:
         papermill.execute_notebook(
-            str(notebook), str(tmp), parameters={"params_file": params_file},
-            cwd=str(repo_root()), kernel_name="python3", progress_bar=False,
+            str(notebook),
+            str(tmp),
+            parameters={"params_file": params_file},
+            cwd=str(repo_root()),
+            kernel_name="python3",
+            progress_bar=False,
         )
     return time.perf_counter() - started
+
+
+def record_run_times(path: Path, times: dict[str, float]) -> None:
+    """Merge this run's wall times into the profile's record (a partial `--only` run keeps the rest)."""
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    recorded.pop("total", None)
+    recorded.update(times)
+    recorded["total"] = round(sum(recorded.values()), 1)
+    write_json(path, recorded)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,9 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[repsafe] {params.profile}: running {notebook.name}", flush=True)
         times[notebook.stem] = round(run_notebook(notebook, params.source_file, executed), 1)
         print(f"[repsafe] {notebook.name} done in {times[notebook.stem]:.1f} s", flush=True)
-    times["total"] = round(sum(times.values()), 1)
-    write_json(profile_dir(params.profile) / "run_times.json", times)
-    print(f"[repsafe] {params.profile}: {len(times) - 1} notebooks in {times['total']:.1f} s")
+    print(f"[repsafe] {params.profile}: {len(times)} notebooks in {sum(times.values()):.1f} s")
+    record_run_times(profile_dir(params.profile) / "run_times.json", times)
     return 0
 
 

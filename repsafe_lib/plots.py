@@ -15,8 +15,20 @@ from scipy.stats import gaussian_kde
 from repsafe_lib.projection import PcaPanel
 
 CLASS_STYLE = {
-    True: {"label": "safe", "color": "#c0392b", "linestyles": "solid", "cmap": "Reds", "marker": "o"},
-    False: {"label": "unsafe", "color": "#1f5fa8", "linestyles": "dashed", "cmap": "Blues", "marker": "^"},
+    True: {
+        "label": "safe",
+        "color": "#c0392b",
+        "linestyles": "solid",
+        "cmap": "Reds",
+        "marker": "o",
+    },
+    False: {
+        "label": "unsafe",
+        "color": "#1f5fa8",
+        "linestyles": "dashed",
+        "cmap": "Blues",
+        "marker": "^",
+    },
 }
 STYLE = {
     "figure.dpi": 110,
@@ -38,8 +50,15 @@ def _kde_contours(ax, points: np.ndarray, grid: tuple[np.ndarray, np.ndarray], s
     density = gaussian_kde(points.T)(np.vstack([xx.ravel(), yy.ravel()])).reshape(xx.shape)
     levels = np.linspace(density.max() * 0.1, density.max(), 6)
     ax.contourf(xx, yy, density, levels=levels, cmap=style["cmap"], alpha=0.35)
-    ax.contour(xx, yy, density, levels=levels, colors=style["color"],
-               linestyles=style["linestyles"], linewidths=0.8)
+    ax.contour(
+        xx,
+        yy,
+        density,
+        levels=levels,
+        colors=style["color"],
+        linestyles=style["linestyles"],
+        linewidths=0.8,
+    )
 
 
 def _grid(coords: np.ndarray, steps: int = 120) -> tuple[np.ndarray, np.ndarray]:
@@ -59,15 +78,22 @@ def plot_pca_kde(panels: Sequence[PcaPanel], model_name: str) -> plt.Figure:
         grid = _grid(panel.coords)
         for label in (False, True):
             style, points = CLASS_STYLE[label], panel.coords[panel.is_safe == label]
-            ax.scatter(*points.T, s=4, alpha=0.35, color=style["color"], marker=style["marker"],
-                       label=f"{style['label']} (n={len(points)})", linewidths=0)
+            ax.scatter(
+                *points.T,
+                s=4,
+                alpha=0.35,
+                color=style["color"],
+                marker=style["marker"],
+                label=f"{style['label']} (n={len(points)})",
+                linewidths=0,
+            )
             if len(points) > 2:
                 _kde_contours(ax, points, grid, style)
         ax.set_title(f"layer {panel.layer}   d' = {panel.separation:.2f}")
         ax.set_xlabel(f"PC1 ({panel.explained[0]:.1%} of variance)")
         ax.set_ylabel(f"PC2 ({panel.explained[1]:.1%})")
         ax.legend(loc="best", fontsize=7, markerscale=3)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(f"{model_name}: last-token states of safe vs unsafe responses")
     fig.tight_layout()
@@ -81,8 +107,15 @@ def plot_length_by_class(words_safe: np.ndarray, words_unsafe: np.ndarray) -> pl
     bins = np.histogram_bin_edges(np.concatenate([words_safe, words_unsafe]), bins=25)
     for label, words in ((True, words_safe), (False, words_unsafe)):
         style = CLASS_STYLE[label]
-        ax.hist(words, bins=bins, histtype="step", linewidth=1.5, color=style["color"],
-                linestyle=style["linestyles"], label=f"{style['label']} (mean {np.mean(words):.0f})")
+        ax.hist(
+            words,
+            bins=bins,
+            histtype="step",
+            linewidth=1.5,
+            color=style["color"],
+            linestyle=style["linestyles"],
+            label=f"{style['label']} (mean {np.mean(words):.0f})",
+        )
     ax.set_xlabel("response length (words)")
     ax.set_ylabel("responses")
     ax.legend()
@@ -90,15 +123,23 @@ def plot_length_by_class(words_safe: np.ndarray, words_unsafe: np.ndarray) -> pl
     return fig
 
 
-def plot_separation_by_layer(layers: Sequence[int], separation: Sequence[float],
-                             highlighted: Sequence[int] = ()) -> plt.Figure:
+def plot_separation_by_layer(
+    layers: Sequence[int], separation: Sequence[float], highlighted: Sequence[int] = ()
+) -> plt.Figure:
     """d' between safe and unsafe in the top-2 PCA plane, for every layer."""
     use_style()
     fig, ax = plt.subplots(figsize=(5.5, 2.8))
     ax.plot(layers, separation, marker="o", markersize=3, color="#333333")
     marks = [i for i, layer in enumerate(layers) if layer in set(highlighted)]
-    ax.scatter([layers[i] for i in marks], [separation[i] for i in marks], s=40,
-               facecolors="none", edgecolors="#c0392b", label="panels of the PCA figure", zorder=3)
+    ax.scatter(
+        [layers[i] for i in marks],
+        [separation[i] for i in marks],
+        s=40,
+        facecolors="none",
+        edgecolors="#c0392b",
+        label="panels of the PCA figure",
+        zorder=3,
+    )
     ax.set_xlabel("decoder layer")
     ax.set_ylabel("d' (top-2 PCs)")
     if marks:

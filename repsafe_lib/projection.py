@@ -24,7 +24,7 @@ class PcaPanel:
 
 
 def spread_layers(num_layers: int, num_panels: int) -> list[int]:
-    """`num_panels` 1-based layers spread evenly from shallow to the last layer, e.g. 30, 4 -> 8, 15, 23, 30."""
+    """`num_panels` 1-based layers spread evenly from shallow to the last: (30, 4) -> 8, 15, 22, 30."""
     count = min(num_panels, num_layers)
     return sorted({int(round(num_layers * (i + 1) / count)) for i in range(count)})
 
@@ -71,5 +71,7 @@ def project_layers(
     panels = []
     for layer in wanted:
         coords, explained = pca_project(states[:, list(layer_numbers).index(layer)])
-        panels.append(PcaPanel(layer, coords, is_safe, explained, class_separation(coords, is_safe)))
+        panels.append(
+            PcaPanel(layer, coords, is_safe, explained, class_separation(coords, is_safe))
+        )
     return panels

@@ -11,7 +11,9 @@ import torch
 
 def seed_everything(seed: int) -> None:
     """Seed python `random`, numpy, torch (all devices); sklearn takes `random_state=seed` explicitly."""
-    os.environ["PYTHONHASHSEED"] = str(seed)  # inherited by subprocesses; this process is already hashed
+    os.environ["PYTHONHASHSEED"] = str(
+        seed
+    )  # inherited by subprocesses; this process is already hashed
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

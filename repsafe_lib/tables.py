@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 
-def dataset_summary(name: str, source: str, loaded, split: tuple[Sequence, Sequence] | None = None) -> dict:
+def dataset_summary(
+    name: str, source: str, loaded, split: tuple[Sequence, Sequence] | None = None
+) -> dict:
     """One row of the data table: rows read, filtered by design, skipped as bad, used, split.
 
     `source` is the params' spelling (e.g. `demo:...`), so tables don't depend on the install path.
@@ -32,11 +34,13 @@ def category_counts(train_pairs: Sequence, test_pairs: Sequence) -> pd.DataFrame
         for split, pairs in (("train", train_pairs), ("test", test_pairs))
     }
     categories = sorted(set(counts["train"]) | set(counts["test"]), key=_category_order)
-    return pd.DataFrame({
-        "category": categories,
-        "train": [counts["train"][c] for c in categories],
-        "test": [counts["test"][c] for c in categories],
-    })
+    return pd.DataFrame(
+        {
+            "category": categories,
+            "train": [counts["train"][c] for c in categories],
+            "test": [counts["test"][c] for c in categories],
+        }
+    )
 
 
 def _category_order(name: str) -> tuple:
@@ -50,17 +54,26 @@ def length_summary(words: np.ndarray, is_safe: np.ndarray) -> pd.DataFrame:
     rows = []
     for label, name in ((True, "safe"), (False, "unsafe")):
         w = words[is_safe == label]
-        rows.append({"class": name, "responses": len(w), "mean_words": float(w.mean()),
-                     "median_words": float(np.median(w)), "max_words": int(w.max())})
+        rows.append(
+            {
+                "class": name,
+                "responses": len(w),
+                "mean_words": float(w.mean()),
+                "median_words": float(np.median(w)),
+                "max_words": int(w.max()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def pca_summary(panels: Sequence) -> pd.DataFrame:
-    return pd.DataFrame({
-        "layer": [p.layer for p in panels],
-        "pc1_variance": [float(p.explained[0]) for p in panels],
-        "pc2_variance": [float(p.explained[1]) for p in panels],
-        "separation_d_prime": [p.separation for p in panels],
-        "n_safe": [int(p.is_safe.sum()) for p in panels],
-        "n_unsafe": [int((~p.is_safe).sum()) for p in panels],
-    })
+    return pd.DataFrame(
+        {
+            "layer": [p.layer for p in panels],
+            "pc1_variance": [float(p.explained[0]) for p in panels],
+            "pc2_variance": [float(p.explained[1]) for p in panels],
+            "separation_d_prime": [p.separation for p in panels],
+            "n_safe": [int(p.is_safe.sum()) for p in panels],
+            "n_unsafe": [int((~p.is_safe).sum()) for p in panels],
+        }
+    )

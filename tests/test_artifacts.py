@@ -73,7 +73,9 @@ def test_numbered_notebooks_in_order():
 
 
 def test_demo_source_resolves_to_the_package():
-    assert paths.resolve_data_source("demo:xstest_demo.csv").endswith("repsafe_lib/data/xstest_demo.csv")
+    assert paths.resolve_data_source("demo:xstest_demo.csv").endswith(
+        "repsafe_lib/data/xstest_demo.csv"
+    )
     assert paths.resolve_data_source("org/name") == "org/name"
 
 

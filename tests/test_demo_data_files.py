@@ -347,3 +347,27 @@ def test_no_long_eval_prompt_is_embedded_in_a_pku_prompt(pku, hh, xstest, do_not
     for name, prompts in eval_prompts(hh, xstest, do_not_answer, salad).items():
         leaked = [p for p in prompts if len(p.split()) >= 6 and normalize(p) in train]
         assert not leaked, (name, leaked[:3])
+
+
+def test_demo_data_passes_its_own_loaders_and_meets_the_counts():
+    """The bundled files load through the real loaders with no bad row, in the promised sizes."""
+    from repsafe_lib import datasets as ds
+
+    data = Path(__file__).resolve().parent.parent / "repsafe_lib" / "data"
+    pairs = ds.load_pku_saferlhf(data / "pku_saferlhf_demo.jsonl")
+    assert pairs.n_skipped == 0 and len(pairs.records) >= 300 and pairs.n_filtered > 0
+    hazards = {c.split(":")[0] for p in pairs.records for c in p.categories}
+    assert hazards == {f"S{i}" for i in range(1, 12)}
+    red_team = ds.load_hh_red_team(data / "hh_red_team_demo.jsonl")
+    assert red_team.n_skipped == 0 and len(red_team.records) >= 100
+    xstest = ds.load_xstest(data / "xstest_demo.csv")
+    labels = [p.label for p in xstest.records]
+    assert labels.count("safe") >= 50 and labels.count("unsafe") >= 50
+    for loader, name in (
+        (ds.load_do_not_answer, "do_not_answer_demo.csv"),
+        (ds.load_salad_base, "salad_base_demo.jsonl"),
+    ):
+        loaded = loader(data / name)
+        assert loaded.n_skipped == 0 and len(loaded.records) >= 50
+    train, test = ds.split_by_prompt(pairs.records, test_fraction=0.2, seed=1234)
+    assert not {p.prompt for p in train} & {p.prompt for p in test} and len(test) >= 50

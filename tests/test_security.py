@@ -9,8 +9,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(
-    p for folder in ("repsafe_lib", "benchmarks", "scripts", "notebooks")
-    for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".ipynb")
+    p
+    for folder in ("repsafe_lib", "benchmarks", "scripts", "notebooks")
+    for p in (ROOT / folder).rglob("*")
+    if p.suffix in (".py", ".ipynb")
 )
 FORBIDDEN = {
     r"\bpickle\.loads?\(": "pickle loading",
@@ -30,8 +32,12 @@ def test_sources_found():
 
 @pytest.mark.parametrize("pattern, what", FORBIDDEN.items())
 def test_no_forbidden_calls(pattern, what):
-    hits = [f"{p.relative_to(ROOT)}:{n}" for p in SOURCES
-            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if re.search(pattern, line)]
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in SOURCES
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(pattern, line)
+    ]
     assert not hits, f"{what}: {hits}"
 
 

@@ -1,0 +1,45 @@
+"""`make reproduce PROFILE=tiny` end to end: papermill runs every notebook and the artifacts appear."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from repsafe_lib import paths, pipeline
+
+EXPECTED = [
+    "00_data/pairs_train.jsonl",
+    "00_data/pairs_test.jsonl",
+    "00_data/data_summary.csv",
+    "00_data/manifest.json",
+    "01_representations/pca_kde.png",
+    "01_representations/pca_kde.pdf",
+    "01_representations/pca_separation.csv",
+    "01_representations/states.json",
+    "executed/00_data.ipynb",
+    "executed/01_representations.ipynb",
+]
+
+
+@pytest.mark.slow
+def test_tiny_profile_runs_every_notebook():
+    assert pipeline.main(["--params", "params/tiny.yaml"]) == 0
+    out = paths.profile_dir("tiny")
+    missing = [name for name in EXPECTED if not (out / name).exists()]
+    assert not missing, missing
+    times = json.loads((out / "run_times.json").read_text())
+    assert set(times) == {nb.stem for nb in pipeline.numbered_notebooks()} | {"total"}
+    executed = json.loads((out / "executed" / "01_representations.ipynb").read_text())
+    assert any(c.get("outputs") for c in executed["cells"]), "executed copy has no outputs"
+
+
+def test_partial_run_keeps_other_times(tmp_path):
+    record = tmp_path / "run_times.json"
+    pipeline.record_run_times(record, {"00_data": 2.0, "01_representations": 10.0})
+    pipeline.record_run_times(record, {"01_representations": 12.5})
+    assert json.loads(record.read_text()) == {
+        "00_data": 2.0,
+        "01_representations": 12.5,
+        "total": 14.5,
+    }
