@@ -65,13 +65,27 @@ def class_separation(coords: np.ndarray, is_safe: np.ndarray) -> float:
 
 
 def project_layers(
-    states: np.ndarray, is_safe: np.ndarray, layer_numbers: Sequence[int], wanted: Sequence[int]
+    states: np.ndarray, is_safe: np.ndarray, layer_numbers: Sequence[int]
 ) -> list[PcaPanel]:
-    """A `PcaPanel` per wanted layer; `states [n, L, d]` holds the layers `layer_numbers` in order."""
+    """A `PcaPanel` per layer of `states [n, L, d]`, whose layers are `layer_numbers` in order."""
     panels = []
-    for layer in wanted:
-        coords, explained = pca_project(states[:, list(layer_numbers).index(layer)])
-        panels.append(
-            PcaPanel(layer, coords, is_safe, explained, class_separation(coords, is_safe))
-        )
+    for position, layer in enumerate(layer_numbers):
+        coords, explained = pca_project(states[:, position])
+        separation = class_separation(coords, is_safe)
+        panels.append(PcaPanel(layer, coords, is_safe, explained, separation))
     return panels
+
+
+def panel_layers(
+    requested: str | Sequence[int], extracted: Sequence[int], num_panels: int
+) -> list[int]:
+    """Layers for the PCA figure: `num_panels` spread over the extracted ones ("auto"), or those
+    requested, which must have been extracted."""
+    if requested == "auto":
+        return [extracted[i - 1] for i in spread_layers(len(extracted), num_panels)]
+    missing = sorted(set(requested) - set(extracted))
+    if missing:
+        raise ValueError(
+            f"pca.layers {missing} were not extracted (extraction.layers: {list(extracted)})"
+        )
+    return list(requested)

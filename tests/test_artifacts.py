@@ -98,3 +98,11 @@ def test_spread_layers_and_balanced_sample():
     picked = projection.balanced_sample(is_safe, 3, seed=0)
     assert is_safe[picked].sum() == 3 and (~is_safe[picked]).sum() == 3
     assert np.array_equal(picked, projection.balanced_sample(is_safe, 3, seed=0))
+
+
+def test_panel_layers():
+    assert projection.panel_layers("auto", list(range(1, 31)), 4) == [8, 15, 22, 30]
+    assert projection.panel_layers("auto", [2, 4, 6], 2) == [4, 6]
+    assert projection.panel_layers((4, 2), [2, 4, 6], 2) == [4, 2]
+    with pytest.raises(ValueError, match=r"pca.layers \[5\] were not extracted"):
+        projection.panel_layers((5,), [2, 4, 6], 2)

@@ -22,8 +22,20 @@ EXPECTED = [
 ]
 
 
+DETERMINISTIC = ("*.csv", "*.md", "*.jsonl", "*.png", "*.pdf", "*.safetensors")
+
+
+def artifact_bytes(root) -> dict[str, bytes]:
+    files = [
+        p for pattern in DETERMINISTIC for p in root.rglob(pattern) if "executed" not in p.parts
+    ]
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
 @pytest.mark.slow
-def test_tiny_profile_runs_every_notebook():
+def test_tiny_profile_runs_every_notebook_and_twice_gives_identical_artifacts(
+    tmp_path, monkeypatch
+):
     assert pipeline.main(["--params", "params/tiny.yaml"]) == 0
     out = paths.profile_dir("tiny")
     missing = [name for name in EXPECTED if not (out / name).exists()]
@@ -32,6 +44,13 @@ def test_tiny_profile_runs_every_notebook():
     assert set(times) == {nb.stem for nb in pipeline.numbered_notebooks()} | {"total"}
     executed = json.loads((out / "executed" / "01_representations.ipynb").read_text())
     assert any(c.get("outputs") for c in executed["cells"]), "executed copy has no outputs"
+
+    monkeypatch.setenv("REPSAFE_OUTPUTS", str(tmp_path / "second"))
+    assert pipeline.main(["--params", "params/tiny.yaml"]) == 0
+    first, second = artifact_bytes(out), artifact_bytes(paths.profile_dir("tiny"))
+    assert len(first) > 15 and first.keys() == second.keys()
+    differing = [name for name in first if first[name] != second[name]]
+    assert not differing, f"not byte-identical across two runs: {differing}"
 
 
 def test_partial_run_keeps_other_times(tmp_path):
