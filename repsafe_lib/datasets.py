@@ -115,7 +115,8 @@ class LabeledResponse:
 class LoadedDataset(Generic[T]):
     """Records plus the counts that account for every row read.
 
-    ``n_rows == len(records) + n_skipped + n_filtered``.
+    ``n_rows == len(records) + n_skipped + n_filtered + n_capped``; ``n_capped`` counts valid
+    records left out by a size cap (``max_rows`` in params).
     """
 
     records: tuple[T, ...]
@@ -123,6 +124,7 @@ class LoadedDataset(Generic[T]):
     n_rows: int
     n_skipped: int
     n_filtered: int
+    n_capped: int = 0
 
 
 class _RowError(Exception):
@@ -721,7 +723,8 @@ def load_configured(spec, *, on_bad_rows: OnBadRows, seed: int) -> LoadedDataset
         revision=spec.revision,
     )
     records = tuple(subsample(loaded.records, spec.max_rows, seed))
-    return dataclasses.replace(loaded, records=records)
+    capped = len(loaded.records) - len(records)
+    return dataclasses.replace(loaded, records=records, n_capped=capped)
 
 
 def configured_prompt_sets(data_params) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from repsafe_lib.artifacts import atomic_path, write_json
-from repsafe_lib.params import load_params
+from repsafe_lib.params import ParamsError, load_params
 from repsafe_lib.paths import profile_dir, repo_root
 
 NOTEBOOK_NAME = re.compile(r"^\d{2}_[a-z0-9_]+\.ipynb$")
@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params/smol.yaml", help="params YAML file")
     parser.add_argument("--only", nargs="*", help="notebook numbers or names to run")
     args = parser.parse_args(argv)
-    params = load_params(args.params)  # fail fast on bad params, before any kernel starts
+    try:
+        params = load_params(args.params)  # fail fast on bad params, before any kernel starts
+    except ParamsError as error:
+        print(f"[repsafe] {error}", file=sys.stderr)
+        return 2
     executed = profile_dir(params.profile) / "executed"
     times = {}
     for notebook in select_notebooks(numbered_notebooks(), args.only):

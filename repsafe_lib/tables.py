@@ -12,7 +12,8 @@ import pandas as pd
 def dataset_summary(
     name: str, source: str, loaded, split: tuple[Sequence, Sequence] | None = None
 ) -> dict:
-    """One row of the data table: rows read, filtered by design, skipped as bad, used, split.
+    """One row of the data table: rows read = filtered by design + skipped as bad + left out by
+    the size cap + used.
 
     `source` is the params' spelling (e.g. `demo:...`), so tables don't depend on the install path.
     """
@@ -22,6 +23,7 @@ def dataset_summary(
         "rows_read": loaded.n_rows,
         "filtered": loaded.n_filtered,
         "bad_rows_skipped": loaded.n_skipped,
+        "capped": loaded.n_capped,
         "used": len(loaded.records),
         "train/test": f"{len(split[0])}/{len(split[1])}" if split else "-",
     }

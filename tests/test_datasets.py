@@ -876,3 +876,30 @@ def test_property_split_never_shares_a_prompt(
     assert not prompts_of(train) & prompts_of(test)
     assert Counter(r.prompt_id for r in train + test) == Counter(r.prompt_id for r in records)
     assert (train, test) == split_by_prompt(records, test_fraction=fraction, seed=seed)
+
+
+def test_load_configured_caps_rows_and_accounts_for_every_row():
+    """`max_rows` keeps a seeded subset in file order, and the counts still add up to the rows read."""
+    from repsafe_lib.params import DatasetParams
+
+    spec = DatasetParams(loader="pku_saferlhf", source="demo:pku_saferlhf_demo.jsonl", max_rows=40)
+    loaded = rd.load_configured(spec, on_bad_rows="raise", seed=3)
+    full = rd.load_configured(
+        DatasetParams(loader="pku_saferlhf", source="demo:pku_saferlhf_demo.jsonl"),
+        on_bad_rows="raise",
+        seed=3,
+    )
+    assert len(loaded.records) == 40 and loaded.n_capped == len(full.records) - 40
+    assert (
+        loaded.n_rows
+        == len(loaded.records) + loaded.n_skipped + loaded.n_filtered + loaded.n_capped
+    )
+    order = {p.pair_id: i for i, p in enumerate(full.records)}
+    positions = [order[p.pair_id] for p in loaded.records]
+    assert positions == sorted(positions)
+    assert loaded == rd.load_configured(spec, on_bad_rows="raise", seed=3)
+    assert loaded.records != rd.load_configured(spec, on_bad_rows="raise", seed=4).records
+    with pytest.raises(ValueError, match="unknown loader 'nope'"):
+        rd.load_configured(
+            DatasetParams(loader="nope", source="x.jsonl"), on_bad_rows="raise", seed=0
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,11 @@ def test_partial_run_keeps_other_times(tmp_path):
         "01_representations": 12.5,
         "total": 14.5,
     }
+
+
+def test_bad_params_stop_before_any_notebook(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path("params/tiny.yaml").read_text().replace("beta: 1.5", "beta: -1"))
+    assert pipeline.main(["--params", str(bad)]) == 2
+    assert f"{bad}: key 'training': beta must be > 0" in capsys.readouterr().err
+    assert not paths.profile_dir("tiny").exists()
