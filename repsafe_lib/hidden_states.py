@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -238,14 +238,13 @@ def _read_cached(path: Path, key: str, shape: tuple[int, int, int]) -> torch.Ten
     if not path.exists():
         return None
     try:
-        tensors = load_file(path)
-        with open(path, "rb") as handle:  # metadata lives in the safetensors header
-            size = int.from_bytes(handle.read(8), "little")
-            metadata = json.loads(handle.read(size)).get("__metadata__", {})
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            names = set(handle.keys())
+            states = handle.get_tensor("states") if "states" in names else None
     except (SafetensorError, OSError, ValueError) as error:
         log.warning("hidden-state cache %s is unreadable (%s); recomputing", path, error)
         return None
-    states = tensors.get("states")
     if metadata.get("key") != key or states is None or tuple(states.shape) != shape:
         log.warning("hidden-state cache %s is stale; recomputing", path)
         return None
