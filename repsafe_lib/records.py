@@ -23,5 +23,8 @@ def read_records(path: str | Path, cls: type[T], *, producer: str) -> list[T]:
     """Records written by `write_records`; lists come back as tuples to match frozen fields."""
     text = require_artifact(path, producer=producer).read_text(encoding="utf-8")
     rows = (json.loads(line) for line in text.splitlines() if line)
-    fix = lambda row: {k: tuple(v) if isinstance(v, list) else v for k, v in row.items()}  # noqa: E731
-    return [cls(**fix(row)) for row in rows]
+    return [cls(**_lists_to_tuples(row)) for row in rows]
+
+
+def _lists_to_tuples(row: dict) -> dict:
+    return {key: tuple(v) if isinstance(v, list) else v for key, v in row.items()}

@@ -35,15 +35,20 @@ def naive_states(loaded, texts: list[str]) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def extract(loaded, texts, **options):
+def options_for(loaded, **overrides) -> dict:
+    """Extraction options for every layer of `loaded`, small batches, no progress bar."""
     defaults = {
         "layers": list(range(1, loaded.num_layers + 1)),
         "max_length": 256,
         "batch_size": 3,
         "progress": False,
     }
+    return {**defaults, **overrides}
+
+
+def extract(loaded, texts, **options):
     return hs.extract_hidden_states(
-        loaded.model, loaded.tokenizer, texts, **{**defaults, **options}
+        loaded.model, loaded.tokenizer, texts, **options_for(loaded, **options)
     )
 
 
@@ -113,16 +118,14 @@ def test_conversation_format_ends_with_eos_after_the_response(tiny_model):
 
 
 def cache_call(loaded, texts, cache_dir, **overrides):
-    options = {
-        "model_fingerprint": loaded.fingerprint,
-        "cache_dir": cache_dir,
-        "layers": list(range(1, loaded.num_layers + 1)),
-        "max_length": 256,
-        "batch_size": 4,
-        "progress": False,
-    }
+    options = options_for(loaded, batch_size=4, **overrides)
     return hs.cached_hidden_states(
-        loaded.model, loaded.tokenizer, texts, **{**options, **overrides}
+        loaded.model,
+        loaded.tokenizer,
+        texts,
+        model_fingerprint=loaded.fingerprint,
+        cache_dir=cache_dir,
+        **options,
     )
 
 
