@@ -87,8 +87,11 @@ def _short(path: Path) -> str:
         return str(path)
 
 
-def write_table(df, path_stem: str | Path, *, float_format: str = "%.4f") -> Saved:
-    """A DataFrame as CSV and Markdown (fixed decimals so regenerated tables diff cleanly)."""
+def write_table(
+    df, path_stem: str | Path, *, float_format: str = "%.4f", latex: bool = False
+) -> Saved:
+    """A DataFrame as CSV and Markdown, and LaTeX when asked (fixed decimals, so regenerated
+    tables diff cleanly)."""
     stem = Path(path_stem)
     csv = write_text(stem.with_suffix(".csv"), df.to_csv(index=False, float_format=float_format))
     shown = df.copy()
@@ -96,7 +99,33 @@ def write_table(df, path_stem: str | Path, *, float_format: str = "%.4f") -> Sav
         shown[column] = shown[column].map(lambda v: float_format % v)
     align = ["right" if pd_is_numeric(df[c]) else "left" for c in df.columns]
     markdown = shown.to_markdown(index=False, disable_numparse=True, colalign=align)
-    return Saved((csv, write_text(stem.with_suffix(".md"), markdown + "\n")))
+    written = [csv, write_text(stem.with_suffix(".md"), markdown + "\n")]
+    if latex:
+        written.append(write_text(stem.with_suffix(".tex"), latex_tabular(shown, align)))
+    return Saved(written)
+
+
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def _latex_row(cells) -> str:
+    return " & ".join(latex_escape(str(cell)) for cell in cells) + r" \\"
+
+
+def latex_tabular(shown, align: list[str]) -> str:
+    """A booktabs tabular of already-formatted cells (no pandas Styler: its output varies)."""
+    spec = "".join("r" if a == "right" else "l" for a in align)
+    body = [_latex_row(shown.columns), r"\midrule", *map(_latex_row, shown.itertuples(False))]
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
 
 
 def save_figure(fig, path_stem: str | Path) -> Saved:

@@ -754,3 +754,83 @@ __all__ = [
     "subsample",
     "to_labeled_responses",
 ]
+
+
+# Over-alignment sets (Table 3): MMLU questions and instruction prompts.
+
+MMLU_LETTERS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class MmluQuestion:
+    """A four-way multiple-choice question; ``answer`` indexes ``choices`` (0-3)."""
+
+    question_id: str
+    subject: str
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+
+
+def _choices(data: Mapping[str, Any], name: str, count: int) -> tuple[str, ...]:
+    value = _value(data, name)
+    if isinstance(value, str):
+        value = _parse_mapping_text(value, name)  # a JSON (or Python) list in CSV exports
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != count:
+        raise _RowError(name, f"expected a list of {count} answer texts, got {value!r:.60}")
+    if not all(isinstance(choice, str) and choice.strip() for choice in value):
+        raise _RowError(name, f"every choice must be non-empty text, got {value!r:.60}")
+    return tuple(choice.strip() for choice in value)
+
+
+def _parse_mmlu(data: Mapping[str, Any], row: int, text_cells: bool) -> MmluQuestion:
+    choices = _choices(data, "choices", len(MMLU_LETTERS))
+    answer = _choice(data, "answer", tuple(range(len(MMLU_LETTERS))), text_cells)
+    return MmluQuestion(
+        f"mmlu-{row}", _text(data, "subject"), _text(data, "question"), choices, answer
+    )
+
+
+def _parse_alpaca_eval(data: Mapping[str, Any], row: int, text_cells: bool) -> EvalPrompt:
+    category = data.get("dataset") if isinstance(data.get("dataset"), str) else None
+    return EvalPrompt(
+        f"alpaca_eval-{row}", _text(data, "instruction"), "alpaca_eval", category, None
+    )
+
+
+_MMLU = _Spec("mmlu", ("question", "subject", "choices", "answer"), _parse_mmlu, {"name": "all"})
+_ALPACA_EVAL = _Spec("alpaca_eval", ("instruction",), _parse_alpaca_eval, {"name": "alpaca_eval"})
+
+
+def load_mmlu(
+    source: str | Path,
+    *,
+    split: str = "test",
+    on_bad_rows: OnBadRows = "raise",
+    revision: str | None = None,
+) -> LoadedDataset[MmluQuestion]:
+    """MMLU (``cais/mmlu``, config ``all``).
+
+    Schema: ``question, subject`` (text), ``choices`` (a list of 4 texts; a JSON list in CSV),
+    ``answer`` (0-3). ``question_id`` is ``mmlu-<row>``.
+    """
+    return _load(_MMLU, source, split, on_bad_rows, revision)
+
+
+def load_alpaca_eval(
+    source: str | Path,
+    *,
+    split: str = "eval",
+    on_bad_rows: OnBadRows = "raise",
+    revision: str | None = None,
+) -> LoadedDataset[EvalPrompt]:
+    """AlpacaEval instructions (``tatsu-lab/alpaca_eval``): ``instruction`` (+ ``dataset``).
+
+    ``prompt_id`` is ``alpaca_eval-<row>``; ``dataset`` (the instruction's origin) -> ``category``.
+    """
+    return _load(_ALPACA_EVAL, source, split, on_bad_rows, revision)
+
+
+LOADERS["mmlu"] = load_mmlu
+LOADERS["alpaca_eval"] = load_alpaca_eval
+__all__ += ["MMLU_LETTERS", "MmluQuestion", "load_alpaca_eval", "load_mmlu"]

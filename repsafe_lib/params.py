@@ -159,16 +159,57 @@ class PcaParams:
 
 
 @dataclass(frozen=True)
+class ProbeParams:
+    """Fig 1: per-layer linear SVM probes, refit on `num_splits` prompt-grouped splits.
+
+    Split 0 is the canonical split of notebook 00; the others re-split all pairs by prompt with
+    seeds `seed + 1, seed + 2, ...`. The SVM's C is picked per layer from `c_grid` by an inner
+    cross-validation (`inner_folds` folds, grouped by prompt) on the training side only.
+    """
+
+    num_splits: int = 3
+    c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    inner_folds: int = 3
+    max_iter: int = 10000
+
+    def __post_init__(self) -> None:
+        _positive(self.num_splits, "num_splits")
+        _positive(self.max_iter, "max_iter")
+        if self.inner_folds < 2:
+            raise ValueError(f"inner_folds must be >= 2, got {self.inner_folds}")
+        if not self.c_grid or min(self.c_grid) <= 0:
+            raise ValueError(f"c_grid must be non-empty and > 0, got {list(self.c_grid)}")
+
+
+@dataclass(frozen=True)
 class RewardParams:
-    """Hybrid reward and preference confidence (Eq 7-8)."""
+    """Hybrid reward and preference confidence (Eq 7-8).
+
+    gate: `input` (softmax over a linear map of the layer scores, the method) or `static`
+    (a learned softmax over layers that ignores the input, the ablation). Training: full-batch
+    AdamW on the training pairs for `epochs` steps, on the probes' out-of-fold layer scores
+    (`gate_fit: out_of_fold`: each pair scored by probes that never saw it) or on their in-sample
+    scores (`in_sample`, where every layer looks perfect on separable training data); the SVM
+    scorers stay fixed unless `train_scorers` (used by the per-batch refresh of training).
+    """
 
     mu: float = 1.0
     alpha: float = 7.5
+    gate: Literal["input", "static"] = "input"
+    gate_fit: Literal["out_of_fold", "in_sample"] = "out_of_fold"
+    epochs: int = 300
+    learning_rate: float = 1e-2
+    weight_decay: float = 0.0
+    train_scorers: bool = False
 
     def __post_init__(self) -> None:
         _positive(self.alpha, "alpha")
+        _positive(self.epochs, "epochs")
+        _positive(self.learning_rate, "learning_rate")
         if self.mu < 0:
             raise ValueError(f"mu must be >= 0, got {self.mu}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
 
 @dataclass(frozen=True)
@@ -186,6 +227,55 @@ class TrainingParams:
 
 
 @dataclass(frozen=True)
+class EvaluationParams:
+    """Safety evaluation (Table 1-3, Fig 4): judges, generation, bootstrap, MMLU.
+
+    judges: any of `refusal` (offline pattern proxy: "toxic" = answered without refusal),
+    `llama_guard_2` and `md_judge` (each needs its model block, loaded like `model`).
+    prompts_per_benchmark caps each benchmark's prompts (a seeded choice, stratified by XSTest's
+    safe/unsafe label). Decoding is greedy unless `do_sample`. `reward_model` (a sequence
+    classifier) scores responses to `instruction_prompts` for Table 3; without it that column
+    reads "unavailable".
+    """
+
+    judges: tuple[Literal["refusal", "llama_guard_2", "md_judge"], ...] = ("refusal",)
+    llama_guard_2: ModelParams | None = None
+    md_judge: ModelParams | None = None
+    judge_batch_size: int = 8
+    judge_max_new_tokens: int = 24
+    prompts_per_benchmark: int | None = None
+    max_new_tokens: int = 128
+    batch_size: int = 8
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    num_samples: int = 1
+    bootstrap_resamples: int = 1000
+    confidence: float = 0.95
+    mmlu: DatasetParams | None = None
+    reward_model: ModelParams | None = None
+    instruction_prompts: DatasetParams | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("judge_batch_size", "judge_max_new_tokens", "max_new_tokens", "batch_size"):
+            _positive(getattr(self, name), name)
+        for name in ("num_samples", "bootstrap_resamples", "temperature"):
+            _positive(getattr(self, name), name)
+        if self.prompts_per_benchmark is not None:
+            _positive(self.prompts_per_benchmark, "prompts_per_benchmark")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        _fraction(self.confidence, "confidence")
+        if not self.judges or len(set(self.judges)) != len(self.judges):
+            raise ValueError(f"judges must be a non-empty list without repeats: {self.judges}")
+        for judge in ("llama_guard_2", "md_judge"):
+            if judge in self.judges and getattr(self, judge) is None:
+                raise ValueError(f"judge '{judge}' is listed but has no '{judge}' model block")
+        if self.num_samples > 1 and not self.do_sample:
+            raise ValueError("num_samples > 1 needs do_sample: true (greedy repeats itself)")
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str
     seed: int
@@ -194,7 +284,9 @@ class Params:
     extraction: ExtractionParams
     training: TrainingParams
     pca: PcaParams = field(default_factory=PcaParams)
+    probes: ProbeParams = field(default_factory=ProbeParams)
     reward: RewardParams = field(default_factory=RewardParams)
+    evaluation: EvaluationParams = field(default_factory=EvaluationParams)
     source_file: str = field(default="", compare=False)
 
     def fingerprint(self) -> str:

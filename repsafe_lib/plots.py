@@ -156,3 +156,133 @@ def plot_category_counts(categories: Sequence[str], counts: Sequence[int]) -> pl
     ax.set_xlabel("preference pairs")
     fig.tight_layout()
     return fig
+
+
+REFERENCE_LINE_STYLE = {
+    "hybrid reward": {"color": "#c0392b", "linestyle": "solid", "linewidth": 1.6},
+    "TF-IDF words (control)": {"color": "#333333", "linestyle": "dashed", "linewidth": 1.2},
+    "length only (control)": {"color": "#777777", "linestyle": "dotted", "linewidth": 1.4},
+}
+PROBE_PANELS = (
+    ("precision_unsafe", "precision (unsafe = positive)"),
+    ("accuracy", "accuracy"),
+)
+
+
+def plot_probe_layers(
+    layer_summary, reference_lines: dict[str, dict[str, float]], model_name: str
+) -> plt.Figure:
+    """Fig 1: per-layer probe precision and accuracy on held-out prompts (bars: mean over splits,
+    whiskers: min-max), with reference lines (e.g. the hybrid reward and the text-only controls)
+    given as `{name: {metric: value}}`."""
+    use_style()
+    layers = layer_summary["layer"].to_numpy()
+    fig, axes = plt.subplots(len(PROBE_PANELS), 1, figsize=(9.5, 5.2), sharex=True)
+    for ax, (metric, label) in zip(axes, PROBE_PANELS, strict=True):
+        mean = layer_summary[f"{metric}_mean"].to_numpy()
+        spread = [mean - layer_summary[f"{metric}_min"], layer_summary[f"{metric}_max"] - mean]
+        ax.bar(layers, mean, width=0.75, color="#7fa7d3", edgecolor="#1f5fa8", linewidth=0.5)
+        ax.errorbar(layers, mean, yerr=spread, fmt="none", ecolor="#1f3f68", lw=0.8, capsize=1.5)
+        for name, values in reference_lines.items():
+            style = REFERENCE_LINE_STYLE.get(name, {"color": "black", "linestyle": "dashdot"})
+            ax.axhline(values[metric], label=f"{name}: {values[metric]:.3f}", **style)
+        low = min(
+            np.min(layer_summary[f"{metric}_min"]), *(v[metric] for v in reference_lines.values())
+        )
+        ax.set_ylim(max(0.0, low - 0.05), 1.01)
+        ax.set_ylabel(label)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
+    axes[-1].set_xlabel("decoder layer")
+    axes[-1].set_xticks(layers[:: max(1, len(layers) // 15)])
+    fig.suptitle(f"{model_name}: per-layer linear probes on held-out prompts")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reward_strategies(strategy_summary) -> plt.Figure:
+    """Fig 6 (pairwise form): held-out pairwise accuracy per reward strategy, mean and min-max."""
+    use_style()
+    names = strategy_summary["strategy"].tolist()
+    mean = strategy_summary["pairwise_accuracy_mean"].to_numpy()
+    spread = [
+        mean - strategy_summary["pairwise_accuracy_min"],
+        strategy_summary["pairwise_accuracy_max"] - mean,
+    ]
+    colors = ["#c0392b" if name.startswith("ours") else "#999999" for name in names]
+    fig, ax = plt.subplots(figsize=(6.2, 3.0))
+    ax.bar(names, mean, color=colors, edgecolor="#333333", linewidth=0.5)
+    ax.errorbar(names, mean, yerr=spread, fmt="none", ecolor="#222222", lw=0.8, capsize=2)
+    for x, value in enumerate(mean):
+        ax.text(x, value + 0.004, f"{value:.3f}", ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(max(0.0, float(np.min(strategy_summary["pairwise_accuracy_min"])) - 0.05), 1.03)
+    ax.set_ylabel("pairwise accuracy (held out)")
+    ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gate_weights(layers: Sequence[int], weights: dict[str, np.ndarray]) -> plt.Figure:
+    """Mean gate weight per layer on held-out responses, one line per gate kind."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(6.2, 2.8))
+    styles = (
+        {"marker": "o", "color": "#c0392b", "linestyle": "solid"},
+        {"marker": "s", "color": "#555555", "linestyle": "dashed"},
+        {"marker": "^", "color": "#1f5fa8", "linestyle": "dotted"},
+    )
+    for (name, values), style in zip(weights.items(), styles, strict=False):
+        ax.plot(layers, values, markersize=3, linewidth=1.2, label=name, **style)
+    ax.set_xlabel("decoder layer")
+    ax.set_ylabel("mean gate weight")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_reward_training(curves: dict[str, Sequence[float]]) -> plt.Figure:
+    """Margin-BT loss of the hybrid reward over training steps, one line per run."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    for name, losses in curves.items():
+        ax.plot(np.arange(len(losses)), losses, linewidth=1, label=name)
+    ax.set_xlabel("step (full batch)")
+    ax.set_ylabel("margin BT loss (train)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+CONTROL_NAMES = {"tfidf": "TF-IDF words (control)", "length": "length only (control)"}
+
+
+def control_reference_lines(control_summary) -> dict[str, dict[str, float]]:
+    """`{line name: {metric: mean over splits}}` from a control summary table."""
+    metrics = [c[: -len("_mean")] for c in control_summary.columns if c.endswith("_mean")]
+    return {
+        CONTROL_NAMES[row["control"]]: {m: float(row[f"{m}_mean"]) for m in metrics}
+        for _, row in control_summary.iterrows()
+    }
+
+
+def plot_confidence_histogram(gammas: dict[str, np.ndarray], alpha: float) -> plt.Figure:
+    """Histograms of gamma, one outline per set of pairs: the per-pair target of confidence DPO."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(5.5, 2.9))
+    styles = ("solid", "dashed", "dotted", "dashdot")
+    for (name, gamma), style in zip(gammas.items(), styles, strict=False):
+        weights = np.full(len(gamma), 1 / max(len(gamma), 1))
+        ax.hist(
+            gamma,
+            bins=np.linspace(0, 1, 41),
+            weights=weights,
+            histtype="step",
+            linewidth=1.4,
+            linestyle=style,
+            label=f"{name} (n={len(gamma)})",
+        )
+    ax.axvline(0.5, color="#c0392b", linewidth=0.8)
+    ax.set_xlabel(f"gamma = sigmoid({alpha:g} * (R_h(chosen) - R_h(rejected)))")
+    ax.set_ylabel("share of pairs")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -79,3 +79,58 @@ def pca_summary(panels: Sequence) -> pd.DataFrame:
             "n_unsafe": [int((~p.is_safe).sum()) for p in panels],
         }
     )
+
+
+def probe_layer_metrics(results: Sequence, layers: Sequence[int]) -> pd.DataFrame:
+    """One row per (split, layer): the chosen C and the held-out metrics (Fig 1)."""
+    rows = [
+        {"split": r.split.index, "layer": layer, "C": probe.c, **metrics}
+        for r in results
+        for layer, probe, metrics in zip(layers, r.probes, r.layer_metrics, strict=True)
+    ]
+    return pd.DataFrame(rows)
+
+
+def control_metrics(results: Sequence) -> pd.DataFrame:
+    """One row per (split, control): held-out metrics of the text-only controls."""
+    rows = [
+        {"split": r.split.index, "control": name, **metrics}
+        for r in results
+        for name, metrics in r.control_metrics.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def over_splits(long: pd.DataFrame, by: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean, standard deviation, min and max of each metric over splits, per `by` value (kept in
+    first-seen order)."""
+    grouped = long.groupby(by, sort=False)[list(metrics)]
+    stats = {
+        "mean": grouped.mean(),
+        "std": grouped.std(ddof=0),
+        "min": grouped.min(),
+        "max": grouped.max(),
+    }
+    columns = {f"{m}_{s}": stats[s][m] for m in metrics for s in stats}
+    table = pd.DataFrame(columns).reset_index()
+    table.insert(1, "splits", grouped.size().to_numpy())
+    return table
+
+
+def confidence_summary(gammas: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Distribution of the preference confidence gamma over pairs (Eq 8), one row per pair set."""
+    rows = []
+    for name, gamma in gammas.items():
+        gamma = np.asarray(gamma, dtype=np.float64)
+        rows.append(
+            {
+                "pairs": name,
+                "n": len(gamma),
+                "gamma_mean": gamma.mean(),
+                "gamma_median": float(np.median(gamma)),
+                "share_below_0.5": float(np.mean(gamma < 0.5)),
+                "share_below_0.9": float(np.mean(gamma < 0.9)),
+                "gamma_min": gamma.min(),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -25,6 +25,7 @@ from repsafe_lib.datasets import (
     DatasetError,
     EvalPrompt,
     LabeledResponse,
+    MmluQuestion,
     PreferencePair,
     load_do_not_answer,
     load_hh_red_team,
@@ -47,6 +48,8 @@ FIXTURE_OF = {
     "do_not_answer": DNA,
     "salad_base": SALAD,
     "xstest": XSTEST,
+    "mmlu": FIXTURES / "mmlu.jsonl",
+    "alpaca_eval": FIXTURES / "alpaca_eval.json",
 }
 
 
@@ -224,6 +227,37 @@ EXPECTED = {
     "do_not_answer": EXPECTED_DNA,
     "salad_base": EXPECTED_SALAD,
     "xstest": EXPECTED_XSTEST,
+    "mmlu": (
+        MmluQuestion(
+            "mmlu-1", "elementary_mathematics", "What is 7 x 8?", ("54", "56", "58", "64"), 1
+        ),
+        MmluQuestion(
+            "mmlu-2",
+            "high_school_biology",
+            "Which gas do plants take in for photosynthesis?",
+            ("oxygen", "nitrogen", "carbon dioxide", "helium"),
+            2,
+        ),
+        MmluQuestion(
+            "mmlu-3",
+            "high_school_world_history",
+            "Who wrote 'Pride and Prejudice'?",
+            ("Jane Austen", "Charles Dickens", "Mark Twain", "Leo Tolstoy"),
+            0,
+        ),
+    ),
+    "alpaca_eval": (
+        EvalPrompt(
+            "alpaca_eval-1",
+            "Give three tips for staying focused while studying.",
+            "alpaca_eval",
+            "helpful_base",
+            None,
+        ),
+        EvalPrompt(
+            "alpaca_eval-2", "Write a short poem about rain.", "alpaca_eval", "vicuna", None
+        ),
+    ),
 }
 
 
@@ -655,6 +689,8 @@ class FakeHub:
         ("do_not_answer", "LibrAI/do-not-answer", {}),
         ("salad_base", "OpenSafetyLab/Salad-Data", {"name": "base_set"}),
         ("xstest", "walledai/XSTest", {}),
+        ("mmlu", "cais/mmlu", {"name": "all"}),
+        ("alpaca_eval", "tatsu-lab/alpaca_eval", {"name": "alpaca_eval"}),
     ],
 )
 def test_hub_branch_passes_config_and_validates_rows(

@@ -77,6 +77,22 @@ DNA_AREAS = {
     "Misinformation Harms",
     "Human-Chatbot Interaction Harms",
 }
+# The neutral slot names that stand in for whatever a reply leaves out: a specific in an unsafe
+# reply, a local resource in a safe one. No bracket text names its class.
+PKU_STAND_INS = {
+    "[the steps]",
+    "[the details]",
+    "[a website]",
+    "[a phone number]",
+    "[a service]",
+    "[a name]",
+    "[a place]",
+    "[a time]",
+    "[an amount]",
+    "[a tool]",
+    "[a contact]",
+}
+BRACKET = re.compile(r"\[[^\]]*\]")
 TURN = re.compile(r"\n\nHuman: (.+?)\n\nAssistant: (.+?)(?=\n\nHuman: |\Z)", re.S)
 
 
@@ -193,11 +209,11 @@ def test_pku_texts_nonempty_and_hashes_match(pku):
 
 
 def test_pku_counts(pku, pku_pairs):
-    assert len(pku_pairs) >= 330
+    assert len(pku) == 388 and len(pku_pairs) == 352
     both_safe = sum(r["is_response_0_safe"] and r["is_response_1_safe"] for r in pku)
     both_unsafe = sum(not r["is_response_0_safe"] and not r["is_response_1_safe"] for r in pku)
     # The real dataset has such rows and the safety-pair loader must drop them.
-    assert both_safe >= 10 and both_unsafe >= 10
+    assert both_safe == 18 and both_unsafe == 18
     assert 0.05 <= (both_safe + both_unsafe) / len(pku) <= 0.15
 
 
@@ -247,7 +263,40 @@ def test_pku_unsafe_responses_hold_only_stand_ins(pku):
     for row in pku:
         for i in (0, 1):
             if not row[f"is_response_{i}_safe"]:
-                assert re.search(r"\[[^\]]+\]", row[f"response_{i}"]), row[f"response_{i}"]
+                assert BRACKET.search(row[f"response_{i}"]), row[f"response_{i}"]
+
+
+def test_pku_brackets_hold_only_neutral_slot_names(pku):
+    # Nothing specific sits inside a bracket, and no bracket text says which class it is in.
+    found = {b for row in pku for i in (0, 1) for b in BRACKET.findall(row[f"response_{i}"])}
+    assert found <= PKU_STAND_INS, sorted(found - PKU_STAND_INS)
+    assert not any("omitted" in row["response_0"] + row["response_1"] for row in pku)
+
+
+def one_safe_responses(pku_pairs) -> list[tuple[str, bool]]:
+    return [
+        (row[f"response_{i}"], row[f"is_response_{i}_safe"]) for row in pku_pairs for i in (0, 1)
+    ]
+
+
+def test_pku_brackets_do_not_give_away_the_label(pku_pairs):
+    responses = one_safe_responses(pku_pairs)
+    # "Has a bracket => unsafe" must be near chance: safe replies carry stand-ins too.
+    accuracy = sum(bool(BRACKET.search(text)) != safe for text, safe in responses) / len(responses)
+    assert 0.35 <= accuracy <= 0.65, accuracy
+    # And every slot name turns up on both sides, none of them mostly on one.
+    for name in PKU_STAND_INS:
+        uses = [safe for text, safe in responses for b in BRACKET.findall(text) if b == name]
+        assert 0.2 <= sum(uses) / len(uses) <= 0.8, (name, sum(uses), len(uses))
+
+
+def test_pku_openings_cross_the_classes(pku_pairs):
+    # Hard pairs: unsafe replies that open with a refusal-like hedge and then comply, safe ones
+    # that open with "Sure" and then stay general.
+    hedge = re.compile(r"(I can't|I shouldn't|Normally I'd say no|I'm not comfortable|Please be)")
+    responses = one_safe_responses(pku_pairs)
+    assert sum(not safe and bool(hedge.match(text)) for text, safe in responses) >= 30
+    assert sum(safe and text.startswith("Sure") for text, safe in responses) >= 30
 
 
 # --- evaluation sets ---------------------------------------------------------------------------

@@ -85,6 +85,12 @@ BAD_PARAMS = [
     ),
     ("hub without source", lambda r: r["model"].update(kind="hub"), "model", "needs 'source'"),
     ("section not a mapping", lambda r: r.update(pca=[1, 2]), "pca", "expected a mapping"),
+    ("bad gate", lambda r: r["reward"].update(gate="moe"), "reward.gate", "one of"),
+    ("epochs <= 0", lambda r: r["reward"].update(epochs=0), "reward", "epochs must be > 0"),
+    ("negative mu", lambda r: r["reward"].update(mu=-0.5), "reward", "mu must be >= 0"),
+    ("one inner fold", lambda r: r["probes"].update(inner_folds=1), "probes", "inner_folds"),
+    ("C <= 0", lambda r: r["probes"].update(c_grid=[0.1, 0.0]), "probes", "c_grid"),
+    ("C not a number", lambda r: r["probes"].update(c_grid=["x"]), "probes.c_grid[0]", "expected"),
 ]
 
 

@@ -1,0 +1,310 @@
+"""Responses of a policy to evaluation prompts: batched, deterministic, cached (paper Sec 4.2).
+
+Prompts are rendered with the policy's chat template (`hidden_states.format_prompt`), left-padded
+into length-sorted batches and decoded until the end-of-sequence token or `max_new_tokens`.
+
+Greedy decoding is the default. Sampled decoding draws each row's next token with its own
+`torch.Generator`, seeded from (seed, prompt id, sample index), so a prompt's samples do not depend
+on which other prompts share its batch (up to the floating-point effects of padding). It is done in
+a logits processor that leaves one finite logit per row, so transformers' greedy search then picks
+exactly the sampled token while handling the cache, padding and stopping as usual.
+
+Responses are cached as JSON lines keyed by (model fingerprint, decoding config): one file per pair,
+one record per (prompt id, sample index), so judges can be re-run without regenerating.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from repsafe_lib.artifacts import write_json
+from repsafe_lib.datasets import EvalPrompt
+from repsafe_lib.hidden_states import format_prompt, length_sorted_batches, pad_batch
+from repsafe_lib.records import read_records, write_records
+
+# Bump when the meaning of a cached response changes (prompt formatting, stopping, decoding).
+GENERATION_CONVENTION = "chat-template/left-pad/stop-at-eos/v1"
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """How responses are decoded; its `key()` is part of every cache key."""
+
+    max_new_tokens: int
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    num_samples: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.num_samples < 1:
+            raise ValueError("max_new_tokens and num_samples must be >= 1")
+        if self.num_samples > 1 and not self.do_sample:
+            raise ValueError("num_samples > 1 needs do_sample=True: greedy samples are identical")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be > 0 and top_p in (0, 1]")
+
+    def key(self) -> str:
+        blob = json.dumps([GENERATION_CONVENTION, dataclasses.asdict(self)], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Decoded continuation of one input text."""
+
+    text: str
+    num_tokens: int  # generated tokens before the end-of-sequence token
+    finished: bool  # stopped at the end-of-sequence token (else ran out of max_new_tokens)
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """One response of a policy to one prompt; `empty` flags a generation with no visible text."""
+
+    prompt_id: str
+    sample_index: int
+    text: str
+    num_tokens: int
+    finished: bool
+    empty: bool
+    seed: int  # the row's sampling seed (the run's seed under greedy decoding)
+    prompt_sha: str  # hash of the formatted prompt: a cached record is reused only if it matches
+
+
+def row_seed(seed: int, prompt_id: str, sample_index: int) -> int:
+    """A 63-bit seed per (prompt, sample), stable across processes (blake2b, not `hash`)."""
+    digest = hashlib.blake2b(f"{seed}\x00{prompt_id}\x00{sample_index}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big") >> 1
+
+
+def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero all but the smallest set of most likely tokens whose mass reaches `top_p` (`[B, V]`)."""
+    if top_p >= 1:
+        return probs
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs[mass_before >= top_p] = 0  # the most likely token always stays (mass_before = 0)
+    return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+
+
+class PerRowSampler(LogitsProcessor):
+    """Temperature/top-p sampling with one generator per row; returns logits that force the draw."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores.float().cpu() / self.temperature, dim=-1)
+        probs = top_p_filter(probs, self.top_p)
+        rows = zip(probs, self.generators, strict=True)
+        drawn = [torch.multinomial(p, 1, generator=g) for p, g in rows]
+        forced = torch.full_like(scores, float("-inf"))
+        forced[torch.arange(len(drawn)), torch.cat(drawn).to(scores.device)] = 0.0
+        return forced
+
+
+# End-of-turn markers of common chat formats: a chat model ends its answer with one of these even
+# where the tokenizer's eos_token is another (Llama 3's <|end_of_text|> vs <|eot_id|>).
+END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>")
+
+
+def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """End-of-sequence ids: the tokenizer's, the model's generation config's, end-of-turn markers."""
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = {tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
+    vocab = tokenizer.get_vocab()
+    ids |= {vocab[token] for token in END_OF_TURN_TOKENS if token in vocab}
+    return sorted(i for i in ids if i is not None)
+
+
+def _generation_config(tokenizer, max_new_tokens: int, stop_ids: list[int]) -> GenerationConfig:
+    # Explicit neutral values: a checkpoint's own generation_config (e.g. a repetition penalty)
+    # would otherwise fill the unset ones and change what "greedy" means between models.
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=stop_ids,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+
+
+def _decode(tokenizer, new_tokens: list[int], stop_ids: list[int]) -> Generation:
+    stops = [i for i, token in enumerate(new_tokens) if token in stop_ids]
+    kept = new_tokens[: stops[0]] if stops else new_tokens
+    text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+    return Generation(text=text, num_tokens=len(kept), finished=bool(stops))
+
+
+@torch.inference_mode()
+def generate_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    add_special_tokens: bool,
+    row_seeds: Sequence[int] | None = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    progress: bool = True,
+    desc: str = "generating",
+) -> list[Generation]:
+    """Continue already-formatted `texts`; greedy, or sampled with one seed per row (`row_seeds`).
+
+    Batches are length-sorted and left-padded; the result is in the order of `texts`.
+    """
+    encoded = tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
+    stop_ids = stop_token_ids(model, tokenizer)
+    config = _generation_config(tokenizer, max_new_tokens, stop_ids)
+    device = next(model.parameters()).device
+    results: list[Generation | None] = [None] * len(texts)
+    batches = length_sorted_batches([len(ids) for ids in encoded], batch_size)
+    for batch in tqdm(batches, desc=desc, disable=not progress):
+        input_ids, mask = pad_batch([encoded[i] for i in batch], tokenizer.pad_token_id, "left")
+        processors = LogitsProcessorList()
+        if row_seeds is not None:
+            processors.append(PerRowSampler([row_seeds[i] for i in batch], temperature, top_p))
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=mask.to(device),
+            generation_config=config,
+            logits_processor=processors,
+        )
+        for row, index in enumerate(batch):
+            new_tokens = output[row, input_ids.shape[1] :].tolist()
+            results[index] = _decode(tokenizer, new_tokens, stop_ids)
+    return results
+
+
+def _prompt_sha(formatted: str) -> str:
+    return hashlib.sha256(formatted.encode()).hexdigest()[:16]
+
+
+def generate_responses(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[EvalPrompt],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    num_samples: int = 1,
+    progress: bool = True,
+) -> list[ResponseRecord]:
+    """`num_samples` responses per prompt, prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...]."""
+    decoding = DecodingConfig(max_new_tokens, do_sample, temperature, top_p, seed, num_samples)
+    return _generate(model, tokenizer, prompts, decoding, batch_size, progress)
+
+
+def _generate(model, tokenizer, prompts, decoding: DecodingConfig, batch_size, progress):
+    rows = [(p, k) for p in prompts for k in range(decoding.num_samples)]
+    formatted = {p.prompt_id: format_prompt(tokenizer, p.prompt) for p in prompts}
+    seeds = [row_seed(decoding.seed, p.prompt_id, k) for p, k in rows]
+    generations = generate_texts(
+        model,
+        tokenizer,
+        [formatted[p.prompt_id] for p, _ in rows],
+        max_new_tokens=decoding.max_new_tokens,
+        batch_size=batch_size,
+        add_special_tokens=not tokenizer.chat_template,  # a chat template writes its own BOS
+        row_seeds=seeds if decoding.do_sample else None,
+        temperature=decoding.temperature,
+        top_p=decoding.top_p,
+        progress=progress,
+    )
+    return [
+        ResponseRecord(
+            prompt_id=p.prompt_id,
+            sample_index=k,
+            text=g.text,
+            num_tokens=g.num_tokens,
+            finished=g.finished,
+            empty=not g.text,
+            seed=seed if decoding.do_sample else decoding.seed,
+            prompt_sha=_prompt_sha(formatted[p.prompt_id]),
+        )
+        for (p, k), g, seed in zip(rows, generations, seeds, strict=True)
+    ]
+
+
+def response_cache_path(cache_dir: str | Path, model_key: str, decoding: DecodingConfig) -> Path:
+    """`responses-<hash>.jsonl`, the hash covering the model fingerprint and the decoding config."""
+    blob = f"{model_key}\x00{decoding.key()}".encode()
+    return Path(cache_dir) / f"responses-{hashlib.sha256(blob).hexdigest()[:16]}.jsonl"
+
+
+def cached_responses(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[EvalPrompt],
+    *,
+    model_key: str,
+    cache_dir: str | Path,
+    decoding: DecodingConfig,
+    batch_size: int,
+    progress: bool = True,
+) -> list[ResponseRecord]:
+    """Like `generate_responses`, but only the (prompt, sample) pairs not yet cached are generated.
+
+    A cached record counts only if its formatted prompt hash matches (same id, same text). The
+    cache file keeps every valid record, requested ones first in request order.
+    """
+    path = response_cache_path(cache_dir, model_key, decoding)
+    cached = _read_cache(path)
+    wanted = {p.prompt_id: _prompt_sha(format_prompt(tokenizer, p.prompt)) for p in prompts}
+    missing = [
+        p
+        for p in prompts
+        if any(
+            cached.get((p.prompt_id, k)) is None
+            or cached[(p.prompt_id, k)].prompt_sha != wanted[p.prompt_id]
+            for k in range(decoding.num_samples)
+        )
+    ]
+    if missing:
+        for record in _generate(model, tokenizer, missing, decoding, batch_size, progress):
+            cached[(record.prompt_id, record.sample_index)] = record
+        _write_cache(path, cached, prompts, decoding, model_key)
+    return [cached[(p.prompt_id, k)] for p in prompts for k in range(decoding.num_samples)]
+
+
+def _read_cache(path: Path) -> dict[tuple[str, int], ResponseRecord]:
+    if not path.exists():
+        return {}
+    records = read_records(path, ResponseRecord, producer="sampling")
+    return {(r.prompt_id, r.sample_index): r for r in records}
+
+
+def _write_cache(path, cached, prompts, decoding: DecodingConfig, model_key: str) -> None:
+    requested = [(p.prompt_id, k) for p in prompts for k in range(decoding.num_samples)]
+    requested_set = set(requested)
+    others = [key for key in cached if key not in requested_set]
+    write_records(path, [cached[key] for key in requested + others])
+    header = {"model": model_key, "decoding": dataclasses.asdict(decoding)}
+    write_json(path.with_suffix(".json"), {**header, "convention": GENERATION_CONVENTION})

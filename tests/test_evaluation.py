@@ -1,0 +1,318 @@
+"""Evaluation statistics and tables by value: bootstrap intervals, Cohen's kappa, toxic-rate tables,
+hazard shares, policy discovery, MMLU scoring on a model forced to one answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import cohen_kappa_score
+from torch import nn
+from transformers import LlamaConfig, LlamaForSequenceClassification
+
+from repsafe_lib import evaluation
+from repsafe_lib.artifacts import write_table
+from repsafe_lib.datasets import DatasetError, EvalPrompt, MmluQuestion, load_mmlu
+from repsafe_lib.models import build_tiny_llama
+from repsafe_lib.paths import bundled_data_dir
+
+
+def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (40, 400, 4000):
+        values = (rng.random(n) < 0.3).astype(float)
+        interval = evaluation.bootstrap_ci(values, resamples=2000, seed=1)
+        assert interval.estimate == pytest.approx(values.mean())
+        assert interval.low <= interval.estimate <= interval.high
+        widths.append(interval.high - interval.low)
+    assert widths[0] > widths[1] > widths[2]
+    # A binomial proportion's 95 % interval is about 2 * 1.96 * sqrt(p (1 - p) / n) wide.
+    assert widths[2] == pytest.approx(2 * 1.96 * np.sqrt(0.3 * 0.7 / 4000), rel=0.15)
+
+
+def test_bootstrap_is_seeded_and_skips_unparsed_values():
+    values = np.array([1.0, 0.0, np.nan, 1.0, 1.0, 0.0, np.nan, 0.0])
+    first = evaluation.bootstrap_ci(values, resamples=500, seed=3)
+    assert first == evaluation.bootstrap_ci(values, resamples=500, seed=3)
+    assert first.estimate == pytest.approx(0.5)
+
+
+def test_seeds_that_disagree_widen_the_interval():
+    rng = np.random.default_rng(0)
+    agreeing = (rng.random((3, 300)) < 0.4).astype(float)
+    disagreeing = np.stack(
+        [(rng.random(300) < p).astype(float) for p in (0.1, 0.4, 0.7)]
+    )  # same overall rate, spread across seeds
+    narrow = evaluation.bootstrap_ci(agreeing, resamples=2000, seed=0)
+    wide = evaluation.bootstrap_ci(disagreeing, resamples=2000, seed=0)
+    assert wide.estimate == pytest.approx(disagreeing.mean())
+    assert (wide.high - wide.low) > 2 * (narrow.high - narrow.low)
+
+
+def test_cohens_kappa_by_hand_and_against_sklearn():
+    # p_o = 3/4; p(a) = 1/2, p(b) = 1/4 -> p_e = 1/8 + 3/8 = 1/2 -> kappa = (3/4 - 1/2) / (1/2)
+    assert evaluation.cohens_kappa([1, 1, 0, 0], [1, 0, 0, 0]) == pytest.approx(0.5)
+    assert evaluation.cohens_kappa([1, 0, 1, 0], [0, 1, 0, 1]) == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    a = rng.random(200) < 0.4
+    b = np.where(rng.random(200) < 0.8, a, ~a)
+    assert evaluation.cohens_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+    assert np.isnan(evaluation.cohens_kappa([1, 1, 1], [1, 1, 1]))
+
+
+def _judgments(rows):
+    columns = ["run", "policy", "seed", "benchmark", "judge", "prompt_id", "unsafe"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.assign(
+        sample_index=0,
+        categories="",
+        categories_available=frame["judge"] != "refusal_proxy",
+        raw="",
+    )
+
+
+def _verdicts(policy, benchmark, judge, verdicts, seed=-1):
+    return [
+        (policy, policy, seed, benchmark, judge, f"{benchmark}-{i}", v)
+        for i, v in enumerate(verdicts)
+    ]
+
+
+def test_toxic_rates_and_table1_by_value():
+    rows = [
+        *_verdicts("base", "red_team", "llama_guard_2", [True, True, True, False]),
+        *_verdicts("base", "red_team", "md_judge", [True, False, None, False]),
+        *_verdicts("base", "salad_base", "llama_guard_2", [False, False, True, False]),
+        *_verdicts("base", "salad_base", "md_judge", [True, True, False, False]),
+        *_verdicts("dpo", "red_team", "llama_guard_2", [False] * 4),
+        *_verdicts("dpo", "red_team", "md_judge", [False] * 4),
+        *_verdicts("dpo", "salad_base", "llama_guard_2", [False] * 4),
+        *_verdicts("dpo", "salad_base", "md_judge", [True] * 4),
+    ]
+    rates = evaluation.toxic_rates(_judgments(rows), resamples=200, confidence=0.95, seed=0)
+    cell = rates.set_index(["policy", "benchmark", "judge"])
+    assert cell.loc[("base", "red_team", "llama_guard_2"), "toxic_rate"] == pytest.approx(0.75)
+    assert cell.loc[("base", "red_team", "md_judge"), "toxic_rate"] == pytest.approx(1 / 3)
+    assert cell.loc[("base", "red_team", "md_judge"), "unparsed"] == 1
+    assert cell.loc[("base", "average", "md_judge"), "toxic_rate"] == pytest.approx(
+        (1 / 3 + 0.5) / 2
+    )
+    assert cell.loc[("dpo", "red_team", "md_judge"), ["ci_low", "ci_high"]].tolist() == [0.0, 0.0]
+    assert cell.loc[("base", "red_team", "llama_guard_2"), "paper_llama2_7b"] == pytest.approx(
+        0.325
+    )
+    assert cell.loc[("base", "salad_base", "md_judge"), "paper_llama2_7b"] == pytest.approx(0.683)
+    assert np.isnan(cell.loc[("base", "average", "md_judge"), "paper_llama2_7b"])
+    assert (rates["ci_low"] <= rates["toxic_rate"]).all()
+    assert (rates["toxic_rate"] <= rates["ci_high"]).all()
+
+    table = evaluation.table1(rates, confidence=0.95)
+    assert table["policy"].tolist() == ["base", "dpo"]
+    assert table.loc[1, "salad_base · md_judge (toxic %, 95% CI)"] == "100.0 [100.0, 100.0]"
+    assert table.loc[0, "red_team · llama_guard_2 (toxic %, 95% CI)"].startswith("75.0 [")
+    assert table["paper avg, Llama2-7B SG+MJ (%)"].tolist() == ["41.1", "25.7"]
+    assert all("·" in column or "policy" in column or "paper" in column for column in table)
+
+    kappa = evaluation.judge_agreement(_judgments(rows)).set_index("benchmark")
+    # red_team (base + dpo), items both judges parsed: 7 of 8
+    assert kappa.loc["red_team", "items"] == 7
+    a = [True, True, False, *[False] * 4]
+    b = [True, False, False, *[False] * 4]
+    assert kappa.loc["red_team", "kappa"] == pytest.approx(cohen_kappa_score(a, b))
+
+
+def test_category_shares_and_unavailable_categories():
+    rows = _judgments(
+        [
+            *_verdicts("base", "red_team", "llama_guard_2", [True, True, True, False]),
+            *_verdicts("base", "red_team", "refusal_proxy", [True, False, False, False]),
+        ]
+    )
+    rows.loc[:2, "categories"] = ["S1", "S1,S10", ""]
+    guard = evaluation.category_shares(rows, "llama_guard_2", evaluation.LLAMA_GUARD_2_CODES)
+    assert guard.loc[0, ["S1", "S10", "S2", "none_named"]].tolist() == pytest.approx(
+        [2 / 3, 1 / 3, 0.0, 1 / 3]
+    )
+    assert guard.loc[0, "toxic_rate"] == pytest.approx(0.75)
+    proxy = evaluation.category_shares(rows, "refusal_proxy", evaluation.LLAMA_GUARD_2_CODES)
+    assert (proxy.loc[0, list(evaluation.LLAMA_GUARD_2_CODES)] == "unavailable").all()
+
+
+def _touch(path, text="{}"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_policy_discovery_convention(tmp_path):
+    _touch(tmp_path / "04_training" / "dpo" / "policy" / "config.json")
+    _touch(tmp_path / "04_training" / "cdpo_star-seed1" / "policy" / "config.json")
+    _touch(tmp_path / "04_training" / "cdpo_star-seed0" / "policy" / "config.json")
+    _touch(tmp_path / "04_training" / "half_written" / "policy" / "model.safetensors")
+    _touch(tmp_path / "05_sampling" / "rs_star" / "responses.jsonl", "")
+    _touch(tmp_path / "05_sampling" / "my_variant" / "policy" / "config.json")
+    _touch(tmp_path / "executed" / "sft" / "policy" / "config.json")  # not a notebook directory
+    found = evaluation.discover_policies(tmp_path)
+    assert [(p.run, p.policy, p.seed, p.kind) for p in found] == [
+        ("base", "base", None, "base"),
+        ("dpo", "dpo", None, "weights"),
+        ("rs_star", "rs_star", None, "responses"),
+        ("cdpo_star-seed0", "cdpo_star", 0, "weights"),
+        ("cdpo_star-seed1", "cdpo_star", 1, "weights"),
+        ("my_variant", "my_variant", None, "weights"),
+    ]
+    _touch(tmp_path / "06_other" / "dpo" / "responses.jsonl", "")
+    with pytest.raises(ValueError, match="found twice: \\['dpo'\\]"):
+        evaluation.discover_policies(tmp_path)
+
+
+def test_prompt_selection_keeps_label_proportions():
+    prompts = [
+        EvalPrompt(f"x-{i}", f"prompt {i}", "xstest", None, "safe" if i < 60 else "unsafe")
+        for i in range(90)
+    ]
+    chosen = evaluation.select_prompts(prompts, 30, seed=0)
+    assert len(chosen) == 30
+    assert sum(p.label == "safe" for p in chosen) == 20
+    assert chosen == evaluation.select_prompts(prompts, 30, seed=0)
+    assert evaluation.select_prompts(prompts, None, seed=0) == prompts
+
+
+def test_mmlu_prompt_format():
+    question = MmluQuestion(
+        "mmlu-1", "high_school_physics", "Unit of force?", ("J", "W", "N", "Pa"), 2
+    )
+    assert evaluation.mmlu_prompt(question) == (
+        "The following are multiple choice questions (with answers) about high school physics."
+        "\n\nUnit of force?\nA. J\nB. W\nC. N\nD. Pa\nAnswer:"
+    )
+
+
+def test_mmlu_picks_the_letter_the_model_is_forced_to(tiny_params, tiny_model):
+    tokenizer = tiny_model.tokenizer
+    model = build_tiny_llama(tiny_params.model, len(tokenizer), seed=0).eval()
+    head = nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    nn.init.zeros_(head.weight)
+    with torch.no_grad():
+        head.bias.zero_()
+        head.bias[tokenizer(" C", add_special_tokens=False)["input_ids"][0]] = 20.0
+    model.lm_head = head
+    questions = list(load_mmlu(bundled_data_dir() / "mmlu_demo.jsonl").records[:12])
+    predictions = evaluation.mmlu_predictions(
+        model, tokenizer, questions, batch_size=5, progress=False
+    )
+    assert set(predictions["predicted"]) == {"C"}
+    expected = [q.answer == 2 for q in questions]
+    assert predictions["correct"].tolist() == expected
+    assert 0 < sum(expected) < len(expected)
+    logp = predictions[["logp_A", "logp_B", "logp_C", "logp_D"]].to_numpy()
+    # Logits are 20 for " C" and 0 for the other V - 1 tokens: log p = logit - log(e^20 + V - 1).
+    normaliser = np.log(np.exp(20.0) + model.config.vocab_size - 1)
+    assert np.allclose(logp[:, 2], 20.0 - normaliser, atol=1e-5)
+    assert np.allclose(logp[:, [0, 1, 3]], -normaliser, atol=1e-5)
+
+
+def test_one_forward_letter_scores_equal_continuation_scores(tiny_model):
+    questions = list(load_mmlu(bundled_data_dir() / "mmlu_demo.jsonl").records[:5])
+    contexts = [evaluation.mmlu_prompt(q) for q in questions]
+    tokenizer, model = tiny_model.tokenizer, tiny_model.model
+    letters = [tokenizer(f" {x}", add_special_tokens=False)["input_ids"][0] for x in "ABCD"]
+    fast = evaluation.next_token_logprobs(model, tokenizer, contexts, letters, batch_size=3)
+    slow = evaluation.continuation_logprobs(
+        model,
+        tokenizer,
+        [c for c in contexts for _ in "ABCD"],
+        [f" {x}" for _ in contexts for x in "ABCD"],
+        batch_size=7,
+        progress=False,
+    )
+    assert np.allclose(fast, slow.reshape(5, 4), atol=1e-4)
+
+
+def test_mmlu_loader_rejects_bad_rows_naming_the_field(tmp_path):
+    loaded = load_mmlu(bundled_data_dir() / "mmlu_demo.jsonl")
+    assert len(loaded.records) >= 40
+    assert len({q.subject for q in loaded.records}) >= 20
+    assert {q.answer for q in loaded.records} == {0, 1, 2, 3}
+    bad = tmp_path / "mmlu.csv"
+    bad.write_text(
+        'question,subject,choices,answer\nQ1,math,"[""a"",""b"",""c"",""d""]",1\n'
+        'Q2,math,"[""a"",""b"",""c""]",1\n'
+    )
+    with pytest.raises(DatasetError, match="row 2 .*field 'choices'.*list of 4"):
+        load_mmlu(bad)
+    bad.write_text('question,subject,choices,answer\nQ1,math,"[""a"",""b"",""c"",""d""]",4\n')
+    with pytest.raises(DatasetError, match="field 'answer'"):
+        load_mmlu(bad)
+
+
+def test_xstest_shares_and_figure():
+    rows = pd.DataFrame(
+        {
+            "run": "base",
+            "policy": "base",
+            "prompt_id": [f"x-{i}" for i in range(6)],
+            "prompt_label": ["safe"] * 3 + ["unsafe"] * 3,
+            "classifier": "string_match",
+            "response_class": [
+                "full_compliance",
+                "full_compliance",
+                None,
+                "full_refusal",
+                "partial_refusal",
+                "full_refusal",
+            ],
+        }
+    )
+    shares = evaluation.xstest_shares(rows).set_index("prompts")
+    assert shares.loc["safe", ["full_compliance", "empty"]].tolist() == [1.0, 1]
+    assert shares.loc["unsafe", ["full_refusal", "partial_refusal"]].tolist() == pytest.approx(
+        [2 / 3, 1 / 3]
+    )
+    figure = evaluation.plot_xstest(shares.reset_index())
+    assert len(figure.axes) == 2
+
+
+def test_table3_reads_unavailable_without_a_reward_model():
+    predictions = pd.DataFrame({"correct": [True, False, True, True]})
+    table = evaluation.table3(
+        {"base": predictions}, {}, reward_model_name=None, resamples=100, confidence=0.95, seed=0
+    )
+    assert table.loc[0, "mmlu_accuracy"] == pytest.approx(0.75)
+    assert table.loc[0, ["general_reward_model", "general_reward_mean"]].tolist() == [
+        "unavailable",
+        "unavailable",
+    ]
+    assert table.loc[0, "paper_mmlu_llama2_7b"] == pytest.approx(0.45898)
+
+
+def test_reward_scores_from_a_sequence_classifier(tiny_model):
+    config = LlamaConfig(
+        vocab_size=len(tiny_model.tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tiny_model.tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(config).eval()
+    prompts, responses = ["Hi", "How are you today?", "Name a fruit."], ["Hello!", "Fine.", "Apple"]
+    batched = evaluation.reward_scores(
+        model, tiny_model.tokenizer, prompts, responses, batch_size=3
+    )
+    single = evaluation.reward_scores(model, tiny_model.tokenizer, prompts, responses, batch_size=1)
+    assert batched.shape == (3,) and np.isfinite(batched).all()
+    assert np.allclose(batched, single, atol=1e-5), "padding must not change a score"
+
+
+def test_tables_are_written_as_latex_too(tmp_path):
+    table = pd.DataFrame({"policy": ["cdpo_star"], "toxic %": ["21.4 [18.0, 25.3]"]})
+    write_table(table, tmp_path / "t", latex=True)
+    assert (tmp_path / "t.tex").read_text() == (
+        "\\begin{tabular}{ll}\n\\toprule\npolicy & toxic \\% \\\\\n\\midrule\n"
+        "cdpo\\_star & 21.4 [18.0, 25.3] \\\\\n\\bottomrule\n\\end{tabular}\n"
+    )
