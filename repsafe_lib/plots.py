@@ -264,25 +264,28 @@ def control_reference_lines(control_summary) -> dict[str, dict[str, float]]:
     }
 
 
-def plot_confidence_histogram(gammas: dict[str, np.ndarray], alpha: float) -> plt.Figure:
-    """Histograms of gamma, one outline per set of pairs: the per-pair target of confidence DPO."""
+def plot_confidence_cdf(gammas: dict[str, np.ndarray], alpha: float) -> plt.Figure:
+    """Cumulative distribution of gamma, one line per set of pairs: the per-pair target of
+    confidence DPO. (Most mass sits at 1, so a histogram would hide the pairs that matter.)"""
     use_style()
-    fig, ax = plt.subplots(figsize=(5.5, 2.9))
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
     styles = ("solid", "dashed", "dotted", "dashdot")
     for (name, gamma), style in zip(gammas.items(), styles, strict=False):
-        weights = np.full(len(gamma), 1 / max(len(gamma), 1))
-        ax.hist(
-            gamma,
-            bins=np.linspace(0, 1, 41),
-            weights=weights,
-            histtype="step",
+        values = np.sort(np.asarray(gamma, dtype=np.float64))
+        shares = np.arange(1, len(values) + 1) / len(values)
+        ax.step(
+            np.concatenate([[0.0], values, [1.0]]),
+            np.concatenate([[0.0], shares, [1.0]]),
+            where="post",
             linewidth=1.4,
             linestyle=style,
-            label=f"{name} (n={len(gamma)})",
+            label=f"{name} (n={len(values)})",
         )
     ax.axvline(0.5, color="#c0392b", linewidth=0.8)
     ax.set_xlabel(f"gamma = sigmoid({alpha:g} * (R_h(chosen) - R_h(rejected)))")
-    ax.set_ylabel("share of pairs")
+    ax.set_ylabel("share of pairs with gamma <= x")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
