@@ -147,7 +147,18 @@ def _load_gguf(spec: ModelParams, dtype: torch.dtype, seed: int):
     return model, AutoTokenizer.from_pretrained(directory), f"gguf:{sha}"
 
 
+def _check_local_source(source: str) -> None:
+    """A source that can only be a path (not `name` or `owner/name`) must be an existing directory:
+    say so here rather than after the hub client's retries."""
+    looks_like_path = source.startswith(("/", ".", "~")) or source.count("/") > 1
+    if looks_like_path and not Path(source).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"model.source: directory {source} does not exist (a hub id is 'name' or 'owner/name')"
+        )
+
+
 def _load_hub(spec: ModelParams, dtype: torch.dtype, seed: int):
+    _check_local_source(spec.source)
     options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
     model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **options)
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source or spec.source, **options)

@@ -2,15 +2,19 @@
 
 Only notebooks inside the repository's `notebooks/` directory are run. Executed copies go to
 `outputs/<profile>/executed/`, and the wall time of each notebook to `outputs/<profile>/run_times.json`.
-A failing notebook stops the run with papermill's error (the executed copy shows the failing cell).
+A failing notebook stops the run with one line naming its cell and error (exit status 1); its executed
+copy, traceback included, is kept as `executed/NN_name.failed.ipynb`. An outputs directory that can't
+be written stops the run before any kernel starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,24 +42,45 @@ def select_notebooks(notebooks: list[Path], only: list[str] | None) -> list[Path
     return chosen
 
 
+class NotebookFailed(RuntimeError):
+    """A notebook raised: the message is the one line to show."""
+
+
 def run_notebook(notebook: Path, params_file: str, executed_dir: Path) -> float:
     """Execute one notebook with `params_file` injected; returns its wall time in seconds."""
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     root = (repo_root() / "notebooks").resolve()
     if notebook.resolve().parent != root:
         raise ValueError(f"refusing to run {notebook}: only notebooks in {root} are run")
     started = time.perf_counter()
+    failed = executed_dir / f"{notebook.stem}.failed.ipynb"
     with atomic_path(executed_dir / notebook.name) as tmp:
-        papermill.execute_notebook(
-            str(notebook),
-            str(tmp),
-            parameters={"params_file": params_file},
-            cwd=str(repo_root()),
-            kernel_name="python3",
-            progress_bar=False,
-        )
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(tmp),
+                parameters={"params_file": params_file},
+                cwd=str(repo_root()),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+        except PapermillExecutionError as error:
+            os.replace(tmp, failed)  # the full traceback stays readable; no later run reads it
+            raise NotebookFailed(
+                f"{notebook.name} failed in cell [{error.exec_count}]: {error.ename}: "
+                f"{error.evalue}\n[repsafe] traceback: {failed}"
+            ) from error
+    failed.unlink(missing_ok=True)
     return time.perf_counter() - started
+
+
+def check_writable(directory: Path) -> None:
+    """Raise OSError now if `directory` can't be created or written (rather than mid-run)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+        pass
 
 
 def record_run_times(path: Path, times: dict[str, float]) -> None:
@@ -78,10 +103,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[repsafe] {error}", file=sys.stderr)
         return 2
     executed = profile_dir(params.profile) / "executed"
+    try:
+        check_writable(executed)
+    except OSError as error:
+        print(f"[repsafe] can't write the outputs directory {executed}: {error}", file=sys.stderr)
+        return 1
     times = {}
     for notebook in select_notebooks(numbered_notebooks(), args.only):
         print(f"[repsafe] {params.profile}: running {notebook.name}", flush=True)
-        times[notebook.stem] = round(run_notebook(notebook, params.source_file, executed), 1)
+        try:
+            times[notebook.stem] = round(run_notebook(notebook, params.source_file, executed), 1)
+        except NotebookFailed as error:
+            print(f"[repsafe] {error}", file=sys.stderr)
+            return 1
         print(f"[repsafe] {notebook.name} done in {times[notebook.stem]:.1f} s", flush=True)
     print(f"[repsafe] {params.profile}: {len(times)} notebooks in {sum(times.values()):.1f} s")
     record_run_times(profile_dir(params.profile) / "run_times.json", times)

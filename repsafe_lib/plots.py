@@ -204,19 +204,18 @@ def plot_reward_strategies(strategy_summary) -> plt.Figure:
     use_style()
     names = strategy_summary["strategy"].tolist()
     mean = strategy_summary["pairwise_accuracy_mean"].to_numpy()
-    spread = [
-        mean - strategy_summary["pairwise_accuracy_min"],
-        strategy_summary["pairwise_accuracy_max"] - mean,
-    ]
+    low = strategy_summary["pairwise_accuracy_min"].to_numpy()
+    high = strategy_summary["pairwise_accuracy_max"].to_numpy()
     colors = ["#c0392b" if name.startswith("ours") else "#999999" for name in names]
-    fig, ax = plt.subplots(figsize=(6.2, 3.0))
-    ax.bar(names, mean, color=colors, edgecolor="#333333", linewidth=0.5)
-    ax.errorbar(names, mean, yerr=spread, fmt="none", ecolor="#222222", lw=0.8, capsize=2)
-    for x, value in enumerate(mean):
-        ax.text(x, value + 0.004, f"{value:.3f}", ha="center", va="bottom", fontsize=7)
-    ax.set_ylim(max(0.0, float(np.min(strategy_summary["pairwise_accuracy_min"])) - 0.05), 1.03)
-    ax.set_ylabel("pairwise accuracy (held out)")
-    ax.tick_params(axis="x", labelrotation=20)
+    rows = np.arange(len(names))[::-1]
+    fig, ax = plt.subplots(figsize=(6.2, 0.38 * len(names) + 0.9))
+    ax.barh(rows, mean, color=colors, edgecolor="#333333", linewidth=0.5, height=0.65)
+    ax.errorbar(mean, rows, xerr=[mean - low, high - mean], fmt="none", ecolor="#222222", lw=0.8)
+    for row, value, top in zip(rows, mean, high, strict=True):
+        ax.text(top + 0.006, row, f"{value:.3f}", va="center", fontsize=7)
+    ax.set_yticks(rows, names)
+    ax.set_xlim(max(0.0, float(np.min(low)) - 0.05), 1.06)
+    ax.set_xlabel("pairwise accuracy on held-out pairs (mean, min-max over splits)")
     fig.tight_layout()
     return fig
 

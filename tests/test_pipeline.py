@@ -49,10 +49,9 @@ def artifact_bytes(root) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_tiny_profile_runs_every_notebook_and_twice_gives_identical_artifacts(
-    tmp_path, monkeypatch
+    tiny_run, tmp_path, monkeypatch
 ):
-    assert pipeline.main(["--params", "params/tiny.yaml"]) == 0
-    out = paths.profile_dir("tiny")
+    out = tiny_run  # the first run, shared with the kill-and-rerun test in test_reliability.py
     missing = [name for name in EXPECTED if not (out / name).exists()]
     assert not missing, missing
     times = json.loads((out / "run_times.json").read_text())
