@@ -18,7 +18,6 @@ coherently.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,15 +29,16 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from repsafe_lib.datasets import MMLU_LETTERS, EvalPrompt, MmluQuestion, subsample
 from repsafe_lib.hidden_states import pad_batch, position_ids_from_mask
 from repsafe_lib.judges import RESPONSE_CLASSES, JudgeRecord, XSTestRecord
-from repsafe_lib.models import DTYPES, LoadedModel, load_model, pick_device
+from repsafe_lib.models import DTYPES, LoadedModel, load_model, load_saved_policy, pick_device
 from repsafe_lib.plots import use_style
 from repsafe_lib.records import read_records
 from repsafe_lib.sampling import DecodingConfig, ResponseRecord, cached_responses
+from repsafe_lib.seeding import stable_seed
 
 # Paper Table 1 (Llama2-7B rows): toxic rate in % per benchmark x judge, and the average of the
 # six cells (SPEC §2). SG = Llama-Guard-2, MJ = MD-Judge.
@@ -110,54 +110,13 @@ def discover_policies(profile_dir: str | Path, exclude: Sequence[str] = ()) -> l
     return sorted(found, key=lambda s: (_policy_rank(s.policy), s.seed or 0, s.run))
 
 
-def weights_fingerprint(directory: Path) -> str:
-    """SHA-256 over a saved policy's config and weight files, so a retrained run misses the cache."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.glob("*.json")) + sorted(directory.glob("*.safetensors")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def base_tokenizer(spec):
-    """The base model's tokenizer without loading its weights."""
-    from repsafe_lib.models import converted_gguf_dir, find_packaged_gguf, tiny_tokenizer
-
-    if spec.kind == "tiny-random":
-        return tiny_tokenizer(spec)
-    if spec.kind == "gguf":
-        gguf = Path(spec.source) if spec.source else find_packaged_gguf(spec.gguf_package)
-        return AutoTokenizer.from_pretrained(converted_gguf_dir(gguf, with_model=False)[0])
-    options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
-    return AutoTokenizer.from_pretrained(spec.tokenizer_source or spec.source, **options)
-
-
 def load_policy(source: PolicySource, base_spec, *, seed: int) -> LoadedModel | None:
-    """The policy's model in eval mode (None for a responses-only policy).
-
-    Saved weights load in the base model's dtype on its device, with the tokenizer saved beside
-    them or else the base model's.
-    """
+    """The policy's model in eval mode (None for a responses-only policy)."""
     if source.kind == "responses":
         return None
     if source.kind == "base":
         return load_model(base_spec, seed=seed)
-    has_tokenizer = (source.path / "tokenizer_config.json").is_file()
-    tokenizer = (
-        AutoTokenizer.from_pretrained(source.path) if has_tokenizer else base_tokenizer(base_spec)
-    )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(source.path, dtype=DTYPES[base_spec.dtype])
-    model.to(pick_device(base_spec.device)).eval()
-    return LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        name=source.run,
-        fingerprint=f"saved:{weights_fingerprint(source.path)}|{base_spec.dtype}",
-        num_layers=model.config.num_hidden_layers,
-        hidden_size=model.config.hidden_size,
-    )
+    return load_saved_policy(source.path, base_spec, name=source.run)
 
 
 # Prompts and responses.
@@ -344,12 +303,6 @@ class Interval:
     estimate: float
     low: float
     high: float
-
-
-def stable_seed(*parts: object) -> int:
-    """A seed from labels, stable across processes (so adding a policy moves no other interval)."""
-    blob = "\x00".join(map(str, parts)).encode()
-    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big") >> 1
 
 
 def _nan_mean(values: np.ndarray, axis: int) -> np.ndarray:

@@ -210,15 +210,55 @@ LOADERS: dict[str, Callable] = {"gguf": _load_gguf, "hub": _load_hub, "tiny-rand
 
 def load_model(spec: ModelParams, *, seed: int = 0) -> LoadedModel:
     """Load the policy described by `spec` in eval mode (dropout off) on its device."""
-    dtype = DTYPES[spec.dtype]
-    model, tokenizer, fingerprint = LOADERS[spec.kind](spec, dtype, seed)
+    model, tokenizer, fingerprint = LOADERS[spec.kind](spec, DTYPES[spec.dtype], seed)
+    return _ready(model, tokenizer, spec, name=spec.name, fingerprint=fingerprint)
+
+
+def load_tokenizer(spec: ModelParams) -> PreTrainedTokenizerBase:
+    """The tokenizer `load_model(spec)` would return, without loading (or converting) weights."""
+    if spec.kind == "tiny-random":
+        tokenizer = tiny_tokenizer(spec)
+    elif spec.kind == "gguf":
+        gguf = Path(spec.source) if spec.source else find_packaged_gguf(spec.gguf_package)
+        tokenizer = AutoTokenizer.from_pretrained(converted_gguf_dir(gguf, with_model=False)[0])
+    else:
+        options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+        tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source or spec.source, **options)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def weights_fingerprint(directory: Path) -> str:
+    """SHA-256 over a saved model's config and weight files, so retrained weights miss caches."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*.json")) + sorted(directory.glob("*.safetensors")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_saved_policy(directory: Path, base_spec: ModelParams, *, name: str) -> LoadedModel:
+    """A policy saved with `save_pretrained` (e.g. by a training notebook), in the base model's
+    dtype on its device, with the tokenizer saved beside it or else the base model's."""
+    has_tokenizer = (directory / "tokenizer_config.json").is_file()
+    tokenizer = (
+        AutoTokenizer.from_pretrained(directory) if has_tokenizer else load_tokenizer(base_spec)
+    )
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=DTYPES[base_spec.dtype])
+    fingerprint = f"saved:{weights_fingerprint(directory)}"
+    return _ready(model, tokenizer, base_spec, name=name, fingerprint=fingerprint)
+
+
+def _ready(model, tokenizer, spec: ModelParams, *, name: str, fingerprint: str) -> LoadedModel:
+    """Pad token set, on the spec's device, in eval mode, with the dtype in its fingerprint."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(pick_device(spec.device)).eval()
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
-        name=spec.name,
+        name=name,
         fingerprint=f"{fingerprint}|{spec.dtype}",
         num_layers=model.config.num_hidden_layers,
         hidden_size=model.config.hidden_size,

@@ -36,6 +36,7 @@ from repsafe_lib.artifacts import write_json
 from repsafe_lib.datasets import EvalPrompt
 from repsafe_lib.hidden_states import format_prompt, length_sorted_batches, pad_batch
 from repsafe_lib.records import read_records, write_records
+from repsafe_lib.seeding import stable_seed
 
 # Bump when the meaning of a cached response changes (prompt formatting, stopping, decoding).
 GENERATION_CONVENTION = "chat-template/left-pad/stop-at-eos/v1"
@@ -89,9 +90,8 @@ class ResponseRecord:
 
 
 def row_seed(seed: int, prompt_id: str, sample_index: int) -> int:
-    """A 63-bit seed per (prompt, sample), stable across processes (blake2b, not `hash`)."""
-    digest = hashlib.blake2b(f"{seed}\x00{prompt_id}\x00{sample_index}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big") >> 1
+    """The sampling seed of one (prompt, sample): independent of the batch it lands in."""
+    return stable_seed(seed, prompt_id, sample_index)
 
 
 def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 
@@ -17,3 +18,10 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed derived from labels (a run seed, a prompt id, ...), the same in every process
+    (blake2b, not Python's salted `hash`)."""
+    blob = "\x00".join(map(str, parts)).encode()
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big") >> 1
