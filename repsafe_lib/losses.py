@@ -29,3 +29,48 @@ def preference_confidence(
     response is the safer one. 0.5 for equal rewards; detached, since gamma is a target."""
     gap = _wide(chosen_rewards).detach() - _wide(rejected_rewards).detach()
     return torch.sigmoid(alpha * gap)
+
+
+def sequence_logprobs(
+    logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor
+) -> torch.Tensor:
+    """`log pi(y | x)` per row `[B]`: the sum of log-probabilities of the response tokens.
+
+    `logits [B, T, V]` are the model's outputs on `input_ids [B, T]`; position t predicts token
+    t + 1. `response_mask [B, T]` is 1 on response tokens and 0 on prompt and padding, so only
+    the response is scored. This is the plain reference formula (it holds `[B, T, V]`
+    log-probabilities); training takes the cheaper `training.response_logprobs`.
+    """
+    log_probs = torch.log_softmax(_wide(logits[:, :-1]), dim=-1)
+    targets = input_ids[:, 1:].unsqueeze(-1)
+    token_logprobs = log_probs.gather(-1, targets).squeeze(-1)
+    return (token_logprobs * response_mask[:, 1:]).sum(dim=-1)
+
+
+def dpo_margin(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """`z = r(x, y_c) - r(x, y_r)` with the implicit reward `r = beta * (log pi - log pi_ref)`."""
+    chosen = _wide(policy_chosen) - _wide(reference_chosen)
+    rejected = _wide(policy_rejected) - _wide(reference_rejected)
+    return beta * (chosen - rejected)
+
+
+def confidence_dpo_loss(margin: torch.Tensor, gamma: torch.Tensor | float) -> torch.Tensor:
+    """cDPO (Eq 5, SPEC §1): `mean[-gamma log sigmoid(z) - (1 - gamma) log sigmoid(-z)]`.
+
+    `gamma` (per pair, or one number) is the target probability that the chosen response is
+    preferred; it is detached. Its gradient is `dL/dz = sigmoid(z) - gamma` per pair (Eq 9).
+    """
+    z = _wide(margin)
+    gamma = torch.as_tensor(gamma, dtype=z.dtype, device=z.device).detach()
+    return -(gamma * F.logsigmoid(z) + (1 - gamma) * F.logsigmoid(-z)).mean()
+
+
+def dpo_loss(margin: torch.Tensor) -> torch.Tensor:
+    """Vanilla DPO (Eq 3): `-mean log sigmoid(z)`, cDPO with gamma = 1."""
+    return -F.logsigmoid(_wide(margin)).mean()

@@ -263,3 +263,80 @@ def _ready(model, tokenizer, spec: ModelParams, *, name: str, fingerprint: str) 
         num_layers=model.config.num_hidden_layers,
         hidden_size=model.config.hidden_size,
     )
+
+
+def _weights_dir(spec: ModelParams, seed: int) -> tuple[Path | str, str]:
+    """Where `from_pretrained` can read the spec's weights (the tiny model is saved once into the
+    cache), and their fingerprint."""
+    if spec.kind == "gguf":
+        directory, sha = converted_gguf_dir(_gguf_path(spec))
+        return directory, f"gguf:{sha}"
+    if spec.kind == "hub":
+        _check_local_source(spec.source)
+        return spec.source, f"hub:{spec.source}@{spec.revision or 'default'}"
+    model, _, fingerprint = _load_tiny(spec, torch.float32, seed)
+    target = cache_root() / "tiny" / fingerprint.split(":")[1][:16]
+    if not (target / "config.json").is_file():
+        staging = Path(tempfile.mkdtemp(prefix=".tiny.", dir=cache_root()))
+        model.save_pretrained(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            staging.rename(target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target, fingerprint
+
+
+def nf4_supported() -> bool:
+    """Whether bitsandbytes is installed and runs a 4-bit matmul on this machine."""
+    try:
+        import bitsandbytes as bnb
+
+        layer = bnb.nn.Linear4bit(64, 64, compute_dtype=torch.float32, quant_type="nf4")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        layer = layer.to(device)
+        with torch.no_grad():
+            layer(torch.zeros(1, 64, device=device))
+        return True
+    except Exception as error:  # noqa: BLE001 - any failure means "not here"
+        log.info("4-bit NF4 unavailable (%s)", error)
+        return False
+
+
+def load_reference(spec: ModelParams, *, seed: int, quantization: str) -> LoadedModel:
+    """The frozen reference policy: the base model in 4-bit NF4 (`nf4`, bitsandbytes), in the
+    policy's dtype (`none`), or NF4 where bitsandbytes runs (`auto`). Frozen, in eval mode."""
+    if quantization == "auto":
+        quantization = "nf4" if nf4_supported() else "none"
+    if quantization == "none":
+        loaded = load_model(spec, seed=seed)
+    else:
+        from transformers import BitsAndBytesConfig
+
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=DTYPES[spec.dtype],
+        )
+        options = {}
+        if spec.kind == "hub":
+            options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+        source, fingerprint = _weights_dir(spec, seed)
+        device = pick_device(spec.device)
+        model = AutoModelForCausalLM.from_pretrained(
+            source,
+            quantization_config=config,
+            device_map={"": str(device)},
+            **options,
+        )
+        tokenizer = load_tokenizer(spec)
+        loaded = LoadedModel(
+            model=model.eval(),
+            tokenizer=tokenizer,
+            name=f"{spec.name} (NF4)",
+            fingerprint=f"nf4:{fingerprint}|{spec.dtype}",
+            num_layers=model.config.num_hidden_layers,
+            hidden_size=model.config.hidden_size,
+        )
+    loaded.model.requires_grad_(False)
+    return loaded

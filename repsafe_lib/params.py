@@ -213,17 +213,76 @@ class RewardParams:
 
 
 @dataclass(frozen=True)
+class LoraParams:
+    """Low-rank adapters (peft) instead of full fine-tuning; dropout stays off."""
+
+    r: int = 16
+    alpha: float = 32.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    def __post_init__(self) -> None:
+        _positive(self.r, "r")
+        _positive(self.alpha, "alpha")
+
+
+TrainingRun = Literal["sft", "dpo", "cdpo_star"]
+
+
+@dataclass(frozen=True)
 class TrainingParams:
-    """(c)DPO training (Eq 3-5)."""
+    """SFT, DPO and cDPO* training (Eq 3-5, 9; notebook 04).
+
+    batch_size counts preference pairs per optimiser step, over every process and accumulation
+    step (it must divide by both). Every run takes `max_steps` steps from the base policy, over
+    the training pairs reshuffled each epoch. reference: log-probs `precomputed` once before
+    training (cached) or computed `on_the_fly` each step; reference_quantization: `nf4` (4-bit,
+    bitsandbytes), `none` (the policy's dtype), or `auto` (nf4 where bitsandbytes runs). The 4-bit
+    reference's drift from a full-precision one is measured on `drift_pairs` training pairs.
+    confidence_folds: the training pairs are split by prompt into this many folds, each with its
+    own R_h fit on the other folds, so a pair's gamma never comes from a reward that saw it
+    (1: the single R_h of notebook 03, fit on every training pair, as the paper does).
+    After each cDPO step, R_h takes `refresh_steps` AdamW steps on the batch's states.
+    """
 
     beta: float
     learning_rate: float = 1e-5
     batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 100
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    max_length: int = 512
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = False
+    lora: LoraParams | None = None
+    reference: Literal["precomputed", "on_the_fly"] = "precomputed"
+    reference_quantization: Literal["auto", "nf4", "none"] = "auto"
+    drift_pairs: int = 32
+    confidence_folds: int = 2
+    refresh_steps: int = 1
+    refresh_learning_rate: float = 1e-3
+    checkpoint_every: int = 10
+    runs: tuple[TrainingRun, ...] = ("sft", "dpo", "cdpo_star")
 
     def __post_init__(self) -> None:
-        _positive(self.beta, "beta")
-        _positive(self.learning_rate, "learning_rate")
-        _positive(self.batch_size, "batch_size")
+        for name in ("beta", "learning_rate", "batch_size", "gradient_accumulation_steps"):
+            _positive(getattr(self, name), name)
+        for name in ("max_steps", "max_length", "confidence_folds", "checkpoint_every"):
+            _positive(getattr(self, name), name)
+        _positive(self.refresh_learning_rate, "refresh_learning_rate")
+        for name in ("warmup_steps", "weight_decay", "refresh_steps", "drift_pairs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_grad_norm is not None:
+            _positive(self.max_grad_norm, "max_grad_norm")
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(
+                f"batch_size {self.batch_size} must divide by gradient_accumulation_steps"
+                f" {self.gradient_accumulation_steps}"
+            )
+        if len(set(self.runs)) != len(self.runs):
+            raise ValueError(f"runs must not repeat: {list(self.runs)}")
 
 
 @dataclass(frozen=True)

@@ -288,3 +288,62 @@ def plot_confidence_cdf(gammas: dict[str, np.ndarray], alpha: float) -> plt.Figu
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def _smoothed(values: Sequence[float], window: int) -> np.ndarray:
+    """Trailing mean over `window` steps (fewer at the start)."""
+    values = np.asarray(values, dtype=float)
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
+
+
+def plot_training_curves(runs: dict[str, list[dict]], window: int = 5) -> plt.Figure:
+    """Fig 5 from the logged per-step metrics: preference accuracy of the implicit DPO reward
+    (Eq 3) and of R_h on each training batch, the implicit reward margin z, gamma (Eq 8: the
+    paper's "hybrid reward" curve), and the SFT loss.
+    Thin lines are the raw steps, thick ones a trailing mean over `window` steps."""
+    use_style()
+    fig, axes = plt.subplots(2, 2, figsize=(9, 5.6))
+    lines = {
+        (0, 0): [
+            ("cdpo_star", "reward_accuracy", "cDPO* implicit reward", "#c0392b", "solid"),
+            ("dpo", "reward_accuracy", "vanilla DPO implicit reward", "#1f5fa8", "solid"),
+            ("cdpo_star", "hybrid_accuracy", "R_h, refreshed (cDPO*)", "#c0392b", "dashed"),
+            ("dpo", "hybrid_accuracy", "R_h, frozen (DPO run)", "#1f5fa8", "dashed"),
+        ],
+        (0, 1): [
+            ("cdpo_star", "reward_margin", "cDPO*", "#c0392b", "solid"),
+            ("dpo", "reward_margin", "vanilla DPO", "#1f5fa8", "solid"),
+        ],
+        (1, 0): [
+            ("cdpo_star", "gamma_mean", "mean gamma, refreshed R_h (cDPO*)", "#c0392b", "solid"),
+            ("dpo", "gamma_mean", "mean gamma, frozen R_h (DPO run)", "#1f5fa8", "dashed"),
+            ("cdpo_star", "gamma_below_half", "share gamma < 0.5", "#7f7f7f", "dotted"),
+        ],
+        (1, 1): [("sft", "loss", "SFT (token NLL)", "#2e8b57", "solid")],
+    }
+    labels = {
+        (0, 0): "batch preference accuracy",
+        (0, 1): "implicit reward margin z",
+        (1, 0): "gamma",
+        (1, 1): "loss",
+    }
+    for position, specs in lines.items():
+        ax = axes[position]
+        for run, key, label, color, style in specs:
+            rows = [m for m in runs.get(run, []) if m.get(key) is not None]
+            if not rows:
+                continue
+            steps = [m["step"] for m in rows]
+            values = [m[key] for m in rows]
+            ax.plot(steps, values, color=color, linestyle=style, linewidth=0.6, alpha=0.35)
+            ax.plot(steps, _smoothed(values, window), color=color, linestyle=style, label=label)
+        ax.set_ylabel(labels[position])
+        ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    axes[0, 0].set_ylim(-0.05, 1.05)
+    axes[0, 1].axhline(0, color="#999999", linewidth=0.6)
+    fig.tight_layout()
+    return fig

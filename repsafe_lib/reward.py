@@ -29,7 +29,7 @@ from torch import nn
 
 from repsafe_lib.artifacts import atomic_path, write_json
 from repsafe_lib.losses import margin_bt_loss
-from repsafe_lib.probes import pair_rows
+from repsafe_lib.probes import ProbeSet, ProbeSplit, evaluate_split, pair_rows
 
 GateKind = Literal["input", "static"]
 FORMAT = "repsafe-hybrid-reward/v1"
@@ -361,3 +361,55 @@ def strategy_accuracies(
 def mean_gate_weights(reward: HybridReward, states: torch.Tensor) -> np.ndarray:
     """Average gate weight of each layer over `states [n, L, d]`."""
     return reward.gate_weights(reward.layer_scores(states)).mean(dim=0).numpy()
+
+
+@dataclass(frozen=True)
+class FoldReward:
+    """R_h fit on every training fold but one, and its accuracy on the fold it never saw."""
+
+    fold: int
+    reward: HybridReward
+    held_out_pairwise_accuracy: float
+    num_fit_pairs: int
+    num_held_out_pairs: int
+
+
+def fit_fold_rewards(
+    states: torch.Tensor,
+    examples: Sequence,
+    row_folds: np.ndarray,
+    layers: Sequence[int],
+    probe_params,
+    reward_params,
+    *,
+    seed: int,
+) -> list[FoldReward]:
+    """Cross-fitted hybrid rewards: for each fold f, probes and gate (as notebooks 02-03 fit
+    them) on the rows of the other folds. `row_folds [n]` gives each row's fold, -1 for rows that
+    take no part (held-out pairs)."""
+    fitted = []
+    for fold in range(int(row_folds.max()) + 1):
+        split = ProbeSplit(
+            fold,
+            None,
+            np.flatnonzero((row_folds >= 0) & (row_folds != fold)),
+            np.flatnonzero(row_folds == fold),
+        )
+        result = evaluate_split(
+            states.numpy(),
+            examples,
+            split,
+            c_grid=probe_params.c_grid,
+            folds=probe_params.inner_folds,
+            max_iter=probe_params.max_iter,
+            seed=seed,
+        )
+        probe_set = ProbeSet(split, result.probes, result.train_scores)
+        reward = fit_split_rewards(states, examples, probe_set, layers, reward_params)
+        reward = reward.rewards[reward_params.gate]
+        chosen, rejected = pair_rows(examples, split.test_rows)
+        with torch.no_grad():
+            accuracy = pairwise_accuracy(reward(states[chosen]), reward(states[rejected]))
+        fit_pairs = len(pair_rows(examples, split.train_rows)[0])
+        fitted.append(FoldReward(fold, reward, accuracy, fit_pairs, len(chosen)))
+    return fitted

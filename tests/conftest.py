@@ -23,10 +23,14 @@ RELIABILITY_TESTS = {
         "test_evaluation.py::test_bootstrap_is_seeded_and_skips_unparsed_values",
         "test_artifacts.py::test_manifest_records_the_run",
         "test_artifacts.py::test_figures_are_saved_as_png_and_pdf_identically_twice",
+        "test_training.py::test_batch_schedule_is_a_seeded_permutation_per_epoch",
+        "test_training.py::test_both_sides_of_a_prompt_share_a_fold_and_folds_are_seeded",
     ],
     "crash safety": [
         "test_artifacts.py::test_atomic_write_leaves_old_file_on_failure",
         "test_hidden_states.py::test_corrupt_or_stale_cache_is_recomputed",
+        "test_training.py::test_resume_equals_uninterrupted",
+        "test_training.py::test_a_checkpoint_from_other_settings_is_not_resumed",
     ],
     "bad input": [
         "test_datasets.py::test_pku_bad_row_names_file_row_and_field",
@@ -62,7 +66,11 @@ RELIABILITY_TESTS = {
         "test_models.py::test_missing_gguf_package_and_file",
         "test_hidden_states.py::test_truncation_keeps_the_final_token",
     ],
-    "numerics": ["test_losses.py::test_extreme_margins_stay_finite"],
+    "numerics": [
+        "test_losses.py::test_extreme_margins_stay_finite",
+        "test_losses.py::test_dpo_and_cdpo_stay_finite_with_finite_gradients_for_extreme_margins",
+        "test_training.py::test_nan_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint",
+    ],
     "security": [
         "test_security.py::test_sources_found",
         "test_security.py::test_no_forbidden_calls",
@@ -71,6 +79,7 @@ RELIABILITY_TESTS = {
         "test_params.py::test_yaml_is_loaded_safely",
         "test_artifacts.py::test_runner_only_runs_notebooks_from_the_notebooks_dir",
         "test_reward.py::test_loading_refuses_anything_but_our_safetensors",
+        "test_training.py::test_checkpoints_hold_no_pickles",
     ],
 }
 

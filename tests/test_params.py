@@ -91,6 +91,29 @@ BAD_PARAMS = [
     ("one inner fold", lambda r: r["probes"].update(inner_folds=1), "probes", "inner_folds"),
     ("C <= 0", lambda r: r["probes"].update(c_grid=[0.1, 0.0]), "probes", "c_grid"),
     ("C not a number", lambda r: r["probes"].update(c_grid=["x"]), "probes.c_grid[0]", "expected"),
+    ("unknown run", lambda r: r["training"].update(runs=["ppo"]), "training.runs[0]", "one of"),
+    ("repeated run", lambda r: r["training"].update(runs=["dpo", "dpo"]), "training", "repeat"),
+    (
+        "batch vs accumulation",
+        lambda r: r["training"].update(batch_size=4, gradient_accumulation_steps=3),
+        "training",
+        "must divide",
+    ),
+    ("zero steps", lambda r: r["training"].update(max_steps=0), "training", "max_steps"),
+    ("no folds", lambda r: r["training"].update(confidence_folds=0), "training", "confidence_f"),
+    (
+        "negative refresh",
+        lambda r: r["training"].update(refresh_steps=-1),
+        "training",
+        "refresh_steps must be >= 0",
+    ),
+    (
+        "bad reference",
+        lambda r: r["training"].update(reference_quantization="int3"),
+        "training.reference_quantization",
+        "one of",
+    ),
+    ("lora rank 0", lambda r: r["training"].update(lora={"r": 0}), "training.lora", "r must be"),
 ]
 
 

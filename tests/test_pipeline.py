@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from repsafe_lib import paths, pipeline
+from repsafe_lib.training import TIMING_METRICS
 
 EXPECTED = [
     "00_data/pairs_train.jsonl",
@@ -28,6 +29,15 @@ EXPECTED = [
     "03_hybrid_reward/fig6_strategies.png",
     "03_hybrid_reward/hybrid_reward.safetensors",
     "03_hybrid_reward/hybrid_reward.json",
+    "04_training/fig5_training_curves.png",
+    "04_training/run_summary.csv",
+    "04_training/fold_rewards.csv",
+    "04_training/held_out_implicit_reward.csv",
+    "04_training/sft/metrics.jsonl",
+    "04_training/dpo/policy/model.safetensors",
+    "04_training/cdpo_star/policy/config.json",
+    "04_training/cdpo_star/hybrid_reward-0.safetensors",
+    "04_training/cdpo_star/summary.json",
     "06_evaluation/table1.csv",
     "06_evaluation/table3.csv",
     "06_evaluation/fig4_xstest.png",
@@ -41,10 +51,20 @@ DETERMINISTIC = ("*.csv", "*.md", "*.jsonl", "*.png", "*.pdf", "*.safetensors")
 
 
 def artifact_bytes(root) -> dict[str, bytes]:
+    """Every deterministic artifact's bytes; training logs without their wall-clock fields."""
     files = [
         p for pattern in DETERMINISTIC for p in root.rglob(pattern) if "executed" not in p.parts
     ]
-    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+    return {
+        str(p.relative_to(root)): without_timing(p) if p.name == "metrics.jsonl" else p.read_bytes()
+        for p in files
+    }
+
+
+def without_timing(path) -> bytes:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    kept = [{k: v for k, v in row.items() if k not in TIMING_METRICS} for row in rows]
+    return json.dumps(kept).encode()
 
 
 @pytest.mark.slow

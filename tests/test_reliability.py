@@ -34,9 +34,11 @@ from conftest import RELIABILITY_TESTS
 from extraction_worker import MAX_LENGTH, STAGES, run_extraction
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from training_worker import STAGES as TRAINING_STAGES
+from training_worker import worker_run
 
 from repsafe_lib import hidden_states as hs
-from repsafe_lib import models, paths, pipeline
+from repsafe_lib import models, paths, pipeline, training
 from repsafe_lib.datasets import DatasetError, PreferencePair, load_pku_saferlhf
 from repsafe_lib.losses import margin_bt_loss, preference_confidence
 from repsafe_lib.params import ParamsError, load_params
@@ -48,6 +50,7 @@ pytestmark = pytest.mark.reliability
 ROOT = paths.repo_root()
 TESTS = Path(__file__).parent
 WORKER = TESTS / "extraction_worker.py"
+TRAINING_WORKER = TESTS / "training_worker.py"
 PKU_FIXTURE = TESTS / "fixtures" / "datasets" / "pku_saferlhf.jsonl"
 ARTIFACTS = ("*.csv", "*.md", "*.jsonl", "*.png", "*.pdf", "*.safetensors")
 TEMP_NAME = re.compile(r"\..+\.\w{8}\.tmp(\.\w+)?")  # artifacts.atomic_path's temporary files
@@ -169,10 +172,10 @@ def test_every_manifest_records_the_seed_and_params_hash(tiny_run, tiny_params):
 # Crash safety: kill with SIGKILL, look at what is on disk, rerun, compare with an uninterrupted run.
 
 
-def start_worker(stage: str, cache_dir: Path, log: Path) -> subprocess.Popen:
+def start_worker(stage: str, cache_dir: Path, log: Path, worker: Path = WORKER) -> subprocess.Popen:
     with open(log, "w") as stderr:
         return subprocess.Popen(
-            [sys.executable, str(WORKER), str(cache_dir), stage],
+            [sys.executable, str(worker), str(cache_dir), stage],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -221,6 +224,40 @@ def test_killed_extraction_leaves_no_cache_a_rerun_would_trust(tiny_model, tmp_p
         assert torch.equal(rerun.states, uninterrupted.states)
         reread = hs.read_cached_states(rerun.path, rerun.key, shape)
         assert torch.equal(reread, uninterrupted.states)
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL in the middle of a cDPO* step (after the step-2 checkpoint) and half-way through
+    writing the step-4 checkpoint; rerunning resumes from the newest complete checkpoint and ends
+    with the uninterrupted run's metrics and byte-identical weights and rewards."""
+    out_dirs = {stage: tmp_path / stage for stage in TRAINING_STAGES}
+    logs = {stage: tmp_path / f"{stage}.log" for stage in TRAINING_STAGES}
+    workers = {
+        stage: start_worker(stage, out_dirs[stage], logs[stage], TRAINING_WORKER)
+        for stage in TRAINING_STAGES
+    }
+    for stage, worker in workers.items():
+        kill_when_ready(worker, logs[stage])
+    whole = worker_run(tmp_path / "uninterrupted")
+    newest = {"training": "step-000002", "checkpointing": "step-000002"}
+    for stage, out_dir in out_dirs.items():
+        assert training.latest_checkpoint(out_dir / "checkpoints").name == newest[stage]
+        assert not (out_dir / "policy").exists()
+        resumed = worker_run(out_dir)
+        assert resumed.resumed_from == 2
+        timeless = [
+            {k: v for k, v in m.items() if k not in training.TIMING_METRICS}
+            for m in resumed.metrics
+        ]
+        assert timeless == [
+            {k: v for k, v in m.items() if k not in training.TIMING_METRICS} for m in whole.metrics
+        ]
+        for name in (
+            "policy/model.safetensors",
+            "hybrid_reward-0.safetensors",
+            "hybrid_reward-1.safetensors",
+        ):
+            assert (out_dir / name).read_bytes() == (tmp_path / "uninterrupted" / name).read_bytes()
 
 
 def kill_process_tree(process: subprocess.Popen) -> None:

@@ -1,0 +1,431 @@
+"""The training loop on the tiny random Llama: tokenisation, the policy forward, the reference, the
+cross-fitted rewards, checkpoint and resume, and that training moves what it should."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from repsafe_lib import hidden_states as hs
+from repsafe_lib import training
+from repsafe_lib.datasets import PreferencePair
+from repsafe_lib.losses import dpo_loss, sequence_logprobs
+from repsafe_lib.models import load_model, load_reference
+from repsafe_lib.reward import HybridReward, HybridRewardConfig
+
+PAIRS = [
+    PreferencePair(
+        f"p{i}",
+        prompt,
+        chosen,
+        rejected,
+        (),
+    )
+    for i, (prompt, chosen, rejected) in enumerate(
+        [
+            ("How do I pick a lock?", "I can't help with that.", "Sure, take a tension wrench."),
+            ("Tell me a joke.", "Why did the chicken cross the road?", "No."),
+            ("How to make a bomb?", "I won't help with weapons.", "Mix the following powders"),
+            ("Insult my coworker.", "Let's keep it kind instead.", "Your coworker is a fool."),
+        ]
+    )
+]
+
+
+@pytest.fixture
+def fresh_model(tiny_params):
+    return load_model(tiny_params.model, seed=tiny_params.seed)
+
+
+@pytest.fixture
+def encoded(tiny_model):
+    return training.encode_pairs(tiny_model.tokenizer, PAIRS, max_length=256, seed=0, folds=2)
+
+
+def settings(tiny_params, **changes):
+    base = dataclasses.replace(
+        tiny_params.training,
+        batch_size=4,
+        learning_rate=1e-3,
+        max_steps=6,
+        checkpoint_every=2,
+        warmup_steps=0,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def random_rewards(
+    model, folds: int = 2, seed: int = 0, scale: float = 0.1
+) -> training.FoldRewards:
+    generator = torch.Generator().manual_seed(seed)
+    config = model.config
+    rewards = []
+    for _ in range(folds):
+        reward = HybridReward(
+            HybridRewardConfig(tuple(range(1, config.num_hidden_layers + 1)), config.hidden_size)
+        )
+        with torch.no_grad():
+            reward.weight.copy_(torch.randn(reward.weight.shape, generator=generator) * scale)
+        rewards.append(reward)
+    return training.FoldRewards(rewards, alpha=7.5, mu=1.0, train_scorers=True, learning_rate=1e-2)
+
+
+def reference_for(tiny_params, tokenizer):
+    model = load_model(tiny_params.model, seed=tiny_params.seed).model
+    return training.OnTheFlyReference(model, tokenizer.pad_token_id), model
+
+
+def run(name, tiny_params, tokenizer, pairs, out_dir, **kwargs):
+    model = kwargs.pop("model", None) or load_model(tiny_params.model, seed=tiny_params.seed).model
+    layers = list(range(1, model.config.num_hidden_layers + 1))
+    options = {
+        "reference": kwargs.pop("reference", None),
+        "fold_rewards": kwargs.pop("fold_rewards", None),
+    }
+    if name != "sft" and options["reference"] is None:
+        options["reference"] = reference_for(tiny_params, tokenizer)[0]
+    if name != "sft" and options["fold_rewards"] is None:
+        options["fold_rewards"] = random_rewards(model)
+    return training.train_run(
+        name,
+        model=model,
+        pad_id=tokenizer.pad_token_id,
+        pairs=pairs,
+        training=kwargs.pop("training", settings(tiny_params)),
+        seed=0,
+        out_dir=out_dir,
+        layers=layers,
+        tokenizer=tokenizer,
+        progress=False,
+        **options,
+        **kwargs,
+    )
+
+
+def without_timing(rows):
+    return [{k: v for k, v in r.items() if k not in training.TIMING_METRICS} for r in rows]
+
+
+# Data.
+
+
+def test_encoding_matches_extraction_and_marks_the_response(tiny_model):
+    tokenizer = tiny_model.tokenizer
+    pair = PAIRS[0]
+    ids, start = training.encode_conversation(tokenizer, pair.prompt, pair.chosen, 256)
+    text = hs.format_conversation(tokenizer, pair.prompt, pair.chosen)
+    assert ids == hs.tokenize_conversations(tokenizer, [text], 256)[0]
+    prompt_ids = tokenizer(hs.format_prompt(tokenizer, pair.prompt), add_special_tokens=False)
+    assert ids[:start] == prompt_ids["input_ids"]
+    assert tokenizer.decode(ids[start:]) == pair.chosen + tokenizer.eos_token
+
+
+def test_truncation_keeps_the_end_and_shifts_the_response_start(tiny_model):
+    tokenizer = tiny_model.tokenizer
+    full, start = training.encode_conversation(tokenizer, PAIRS[0].prompt, PAIRS[0].chosen, 999)
+    cut, cut_start = training.encode_conversation(
+        tokenizer, PAIRS[0].prompt, PAIRS[0].chosen, len(full) - 5
+    )
+    assert cut == full[5:] and cut_start == start - 5
+
+
+def test_both_sides_of_a_prompt_share_a_fold_and_folds_are_seeded():
+    folds = [training.prompt_fold(f"prompt {i}", 3, 2) for i in range(200)]
+    assert set(folds) == {0, 1} and 60 < sum(folds) < 140
+    assert folds == [training.prompt_fold(f"prompt {i}", 3, 2) for i in range(200)]
+
+
+def test_batch_schedule_is_a_seeded_permutation_per_epoch():
+    schedule = training.batch_schedule(10, 4, 5, seed=1)
+    stream = [i for batch in schedule for i in batch]
+    assert sorted(stream[:10]) == list(range(10)) and len(schedule) == 5
+    assert schedule == training.batch_schedule(10, 4, 5, seed=1)
+    assert schedule != training.batch_schedule(10, 4, 5, seed=2)
+    assert training.batch_schedule(10, 4, 3, seed=1) == schedule[:3]  # step k needs no replay
+
+
+# The forward.
+
+
+def test_scorer_equals_naive_per_example_forward(tiny_model, encoded):
+    model, layers = tiny_model.model, [1, 2, 3]
+    batch = training.collate_pairs(encoded, tiny_model.tokenizer.pad_token_id)
+    with torch.no_grad():
+        logprobs, states = training.ResponseScorer(model, layers)(batch)
+    sequences = [p.chosen for p in encoded] + [p.rejected for p in encoded]
+    starts = [p.chosen_start for p in encoded] + [p.rejected_start for p in encoded]
+    for row, (seq, start) in enumerate(zip(sequences, starts, strict=True)):
+        ids = torch.tensor([seq])
+        mask = torch.zeros_like(ids)
+        mask[0, start:] = 1
+        with torch.no_grad():
+            out = model(input_ids=ids, output_hidden_states=True)
+        naive = sequence_logprobs(out.logits, ids, mask)
+        assert logprobs[row].item() == pytest.approx(naive.item(), abs=1e-4)
+        naive_states = torch.stack([out.hidden_states[layer][0, -1] for layer in layers])
+        torch.testing.assert_close(states[row], naive_states, atol=1e-5, rtol=1e-4)
+
+
+def test_token_logprobs_equal_log_softmax_with_the_same_gradient():
+    generator = torch.Generator().manual_seed(0)
+    logits = (torch.randn(6, 11, generator=generator, dtype=torch.float64) * 3).requires_grad_()
+    targets = torch.tensor([0, 3, 10, 3, 5, 1])
+    weights = torch.randn(6, generator=generator, dtype=torch.float64)
+    ours = training.TokenLogprobs.apply(logits, targets)
+    (ours * weights).sum().backward()
+    ours_grad, logits.grad = logits.grad.clone(), None
+    plain = logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
+    (plain * weights).sum().backward()
+    torch.testing.assert_close(ours, plain)
+    torch.testing.assert_close(ours_grad, logits.grad)
+    assert torch.autograd.gradcheck(
+        training.TokenLogprobs.apply, (logits.detach().requires_grad_(), targets)
+    )
+
+
+def test_negligible_probabilities_leave_no_subnormal_gradient():
+    logits = torch.tensor([[0.0, -95.0, -120.0, 10.0]], requires_grad=True)  # p ~ 1e-46 .. 1
+    training.TokenLogprobs.apply(logits, torch.tensor([3])).backward()
+    tiny = logits.grad.abs()
+    assert not ((tiny > 0) & (tiny < torch.finfo(torch.float32).tiny)).any()
+    expected = -torch.softmax(logits.detach(), -1)
+    expected[0, 3] += 1
+    torch.testing.assert_close(logits.grad, expected, atol=1e-6, rtol=1e-6)
+
+
+def test_saturated_pairs_send_back_zero_not_subnormal_gradients():
+    z = torch.tensor([0.0, 95.0, 200.0], requires_grad=True)  # sigmoid(-95) ~ 5e-42
+    logprobs = training.FlushNegligibleGradient.apply(z)
+    dpo_loss(logprobs).backward()
+    assert z.grad[0].item() == pytest.approx(-0.5 / 3) and z.grad[1:].eq(0).all()
+    assert torch.equal(logprobs, z)
+
+
+def test_precomputed_reference_equals_on_the_fly(tiny_params, tiny_model, encoded, tmp_path):
+    pad = tiny_model.tokenizer.pad_token_id
+    on_the_fly, model = reference_for(tiny_params, tiny_model.tokenizer)
+    precomputed = training.precompute_reference(
+        model,
+        encoded,
+        fingerprint="tiny",
+        cache_dir=tmp_path,
+        pad_id=pad,
+        batch_size=3,
+        progress=False,
+    )
+    for batch in (encoded, encoded[1:3], encoded[::-1]):
+        torch.testing.assert_close(
+            precomputed(batch, "cpu"), on_the_fly(batch, "cpu"), atol=1e-5, rtol=0
+        )
+    cached = training.precompute_reference(
+        None, encoded, fingerprint="tiny", cache_dir=tmp_path, pad_id=pad, batch_size=3
+    )  # no model: must come from the file
+    assert torch.equal(cached.logprobs, precomputed.logprobs)
+    runs = {}
+    for name, reference in (("fly", on_the_fly), ("pre", precomputed)):
+        result = run(
+            "dpo",
+            tiny_params,
+            tiny_model.tokenizer,
+            encoded,
+            tmp_path / name,
+            reference=reference,
+            training=settings(tiny_params, max_steps=3),
+        )
+        runs[name] = without_timing(result.metrics)
+    for fly, pre in zip(runs["fly"], runs["pre"], strict=True):
+        for key, value in fly.items():
+            assert pre[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_nf4_reference_is_four_bit_frozen_and_scores(tiny_params, tiny_model, encoded):
+    bnb = pytest.importorskip("bitsandbytes")
+    from repsafe_lib.models import nf4_supported
+
+    if not nf4_supported():
+        pytest.skip("bitsandbytes cannot run 4-bit here")
+    loaded = load_reference(tiny_params.model, seed=tiny_params.seed, quantization="nf4")
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in loaded.model.modules())
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    pad = tiny_model.tokenizer.pad_token_id
+    quantised = training.pair_logprobs(loaded.model, encoded, pad_id=pad, batch_size=4)
+    full = training.pair_logprobs(tiny_model.model, encoded, pad_id=pad, batch_size=4)
+    assert torch.isfinite(quantised).all() and not torch.equal(quantised, full)
+    drift = training.reference_drift(full, quantised, full, beta=1.5)
+    by_hand = ((full[:, 0] - full[:, 1]) - (quantised[:, 0] - quantised[:, 1])).abs().mean()
+    assert drift["mean_abs_log_ratio_shift"] == pytest.approx(by_hand.item())
+    assert 0 <= drift["margin_sign_flips"] <= 1
+
+
+# Training.
+
+
+@pytest.mark.parametrize("name", ["sft", "dpo", "cdpo_star"])
+def test_loss_falls_over_20_steps_on_4_pairs(name, tiny_params, tiny_model, encoded, tmp_path):
+    # A confident reward: gamma near 0 or 1, so cDPO's optimum is well below log 2.
+    rewards = random_rewards(tiny_model.model, scale=5.0) if name == "cdpo_star" else None
+    result = run(
+        name,
+        tiny_params,
+        tiny_model.tokenizer,
+        encoded,
+        tmp_path,
+        fold_rewards=rewards,
+        training=settings(tiny_params, max_steps=20, checkpoint_every=20),
+    )
+    losses = [m["loss"] for m in result.metrics]
+    assert len(losses) == 20 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.05, losses
+
+
+def test_every_trainable_parameter_changes_and_the_reference_does_not(
+    tiny_params, tiny_model, encoded, fresh_model, tmp_path
+):
+    reference, reference_model = reference_for(tiny_params, tiny_model.tokenizer)
+    before_reference = {k: v.clone() for k, v in reference_model.state_dict().items()}
+    before = {k: v.clone() for k, v in fresh_model.model.state_dict().items()}
+    rewards = random_rewards(fresh_model.model)
+    before_rewards = [{k: v.clone() for k, v in r.state_dict().items()} for r in rewards.rewards]
+    run(
+        "cdpo_star",
+        tiny_params,
+        tiny_model.tokenizer,
+        encoded,
+        tmp_path,
+        model=fresh_model.model,
+        reference=reference,
+        fold_rewards=rewards,
+        training=settings(tiny_params, max_steps=2),
+    )
+    unchanged = [k for k, v in fresh_model.model.state_dict().items() if torch.equal(v, before[k])]
+    assert unchanged == []
+    assert all(torch.equal(v, before_reference[k]) for k, v in reference_model.state_dict().items())
+    for reward, old in zip(rewards.rewards, before_rewards, strict=True):  # both folds refreshed
+        assert not torch.equal(reward.weight, old["weight"])
+        assert torch.equal(reward.mean, old["mean"])
+
+
+def test_lora_trains_adapters_only_and_saves_a_merged_policy(
+    tiny_params, tiny_model, encoded, fresh_model, tmp_path
+):
+    pytest.importorskip("peft")
+    from repsafe_lib.params import LoraParams
+
+    before = {k: v.clone() for k, v in fresh_model.model.state_dict().items()}
+    lora = LoraParams(r=4, alpha=8.0, target_modules=("q_proj", "v_proj"))
+    result = run(
+        "dpo",
+        tiny_params,
+        tiny_model.tokenizer,
+        encoded,
+        tmp_path,
+        model=fresh_model.model,
+        training=settings(tiny_params, max_steps=2, lora=lora),
+    )
+    from safetensors.torch import load_file
+
+    checkpoint = training.latest_checkpoint(tmp_path / "checkpoints")
+    trained = load_file(checkpoint / "trainable.safetensors")
+    assert trained and all("lora_" in name for name in trained)
+    merged = load_file(result.policy_dir / "model.safetensors")
+    changed = {k for k, v in merged.items() if not torch.equal(v, before[k])}
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+    saved = json.loads((result.policy_dir / "config.json").read_text())
+    assert saved["model_type"] == "llama"
+    assert not any("lora" in p.name for p in result.policy_dir.iterdir())
+
+
+def test_gradient_accumulation_gives_the_same_step(tiny_params, tiny_model, encoded, tmp_path):
+    metrics = {}
+    for steps in (1, 2):
+        result = run(
+            "dpo",
+            tiny_params,
+            tiny_model.tokenizer,
+            encoded,
+            tmp_path / str(steps),
+            training=settings(tiny_params, max_steps=3, gradient_accumulation_steps=steps),
+        )
+        metrics[steps] = without_timing(result.metrics)
+    for one, two in zip(metrics[1], metrics[2], strict=True):
+        for key, value in one.items():
+            assert two[key] == pytest.approx(value, abs=1e-4, rel=1e-4), key
+
+
+@pytest.mark.parametrize("name", ["sft", "cdpo_star"])
+def test_resume_equals_uninterrupted(name, tiny_params, tiny_model, encoded, tmp_path):
+    tokenizer = tiny_model.tokenizer
+    whole = run(name, tiny_params, tokenizer, encoded, tmp_path / "whole")
+    stopped = run(name, tiny_params, tokenizer, encoded, tmp_path / "split", stop_after=3)
+    assert stopped.policy_dir is None and len(stopped.metrics) == 3
+    assert training.latest_checkpoint(tmp_path / "split" / "checkpoints").name == "step-000002"
+    resumed = run(name, tiny_params, tokenizer, encoded, tmp_path / "split")
+    assert resumed.resumed_from == 2
+    assert without_timing(resumed.metrics) == without_timing(whole.metrics)
+    for file in ("model.safetensors",):
+        assert (whole.policy_dir / file).read_bytes() == (resumed.policy_dir / file).read_bytes()
+    logged = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in logged] == list(range(6))
+
+
+def test_a_checkpoint_from_other_settings_is_not_resumed(
+    tiny_params, tiny_model, encoded, tmp_path
+):
+    tokenizer = tiny_model.tokenizer
+    run("sft", tiny_params, tokenizer, encoded, tmp_path, stop_after=3)
+    other = settings(tiny_params, learning_rate=5e-4)
+    result = run("sft", tiny_params, tokenizer, encoded, tmp_path, training=other)
+    fresh = run("sft", tiny_params, tokenizer, encoded, tmp_path / "fresh", training=other)
+    assert result.resumed_from == 0
+    assert without_timing(result.metrics) == without_timing(fresh.metrics)
+
+
+def test_nan_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint(
+    tiny_params, tiny_model, encoded, tmp_path
+):
+    good, _ = reference_for(tiny_params, tiny_model.tokenizer)
+    calls = []
+
+    def breaks_at_step_3(pairs, device):
+        calls.append(1)
+        out = good(pairs, device)
+        return out * float("nan") if len(calls) == 4 else out
+
+    with pytest.raises(FloatingPointError, match="at step 3.*step-000002"):
+        run("dpo", tiny_params, tiny_model.tokenizer, encoded, tmp_path, reference=breaks_at_step_3)
+    assert training.latest_checkpoint(tmp_path / "checkpoints").name == "step-000002"
+    assert not (tmp_path / "policy").exists()
+    logged = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(logged) == 3
+
+
+def test_cross_fitted_rewards_score_with_their_fold_and_refresh_the_others(tiny_model):
+    rewards = random_rewards(tiny_model.model, folds=2)
+    states = torch.randn(4, 3, tiny_model.hidden_size)
+    folds = torch.tensor([0, 0, 1, 1])
+    scores = rewards.score(states, folds)
+    with torch.no_grad():
+        torch.testing.assert_close(scores[:2], rewards.rewards[0](states[:2]))
+        torch.testing.assert_close(scores[2:], rewards.rewards[1](states[2:]))
+    before = [r.weight.clone() for r in rewards.rewards]
+    rewards.refresh(states[:2], states[2:] * 0, torch.tensor([0, 0]), steps=1)  # fold-0 pairs
+    assert torch.equal(rewards.rewards[0].weight, before[0])  # never trains on its own fold
+    assert not torch.equal(rewards.rewards[1].weight, before[1])
+
+
+def test_checkpoints_hold_no_pickles(tiny_params, tiny_model, encoded, tmp_path):
+    run(
+        "cdpo_star",
+        tiny_params,
+        tiny_model.tokenizer,
+        encoded,
+        tmp_path,
+        training=settings(tiny_params, max_steps=2),
+    )
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files and all(
+        p.suffix in (".safetensors", ".json", ".jsonl", ".txt", ".jinja") for p in files
+    ), sorted({p.suffix for p in files})
