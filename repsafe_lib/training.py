@@ -18,8 +18,9 @@ refreshed. SFT minimises the mean token NLL of the chosen responses. Every run s
 base policy, is seeded, has dropout off, and writes per-step metrics to `metrics.jsonl`.
 
 The loop is built on `accelerate`: in a notebook it runs in one process (CPU or one GPU); the same
-code runs on many GPUs with `accelerate launch [--config_file fsdp.yaml] -m repsafe_lib.training
---params params/paper.yaml --run cdpo_star` (README, "Training on several GPUs").
+code runs on many GPUs (DDP) with `accelerate launch --multi_gpu -m repsafe_lib.training --params
+params/paper.yaml --run cdpo_star` (README, "Training on several GPUs"; sharded FSDP/ZeRO-3
+checkpoints are not supported yet).
 
 Checkpoints (every `checkpoint_every` steps, written to a temporary directory and renamed) hold
 the trainable weights, the optimiser state, every R_h and its optimiser, the RNG states and the
@@ -1164,7 +1165,7 @@ def training_inputs(run) -> TrainingInputs:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Notebook 04's runs from the command line, e.g. on several GPUs:
-    `accelerate launch --config_file fsdp.yaml -m repsafe_lib.training --params params/paper.yaml`.
+    `accelerate launch --multi_gpu -m repsafe_lib.training --params params/paper.yaml`.
     """
     import argparse
 
