@@ -34,8 +34,8 @@ from conftest import RELIABILITY_TESTS
 from extraction_worker import MAX_LENGTH, STAGES, run_extraction
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from training_worker import COMPLETE
 from training_worker import STAGES as TRAINING_STAGES
-from training_worker import worker_run
 
 from repsafe_lib import hidden_states as hs
 from repsafe_lib import models, paths, pipeline, training
@@ -226,6 +226,27 @@ def test_killed_extraction_leaves_no_cache_a_rerun_would_trust(tiny_model, tmp_p
         assert torch.equal(reread, uninterrupted.states)
 
 
+def run_training_to_the_end(out_dirs: list[Path], log_dir: Path) -> list[int]:
+    """Run (or resume) the worker's training to its end in each directory, in parallel fresh
+    processes; the step each resumed from."""
+    logs = [log_dir / f"{out_dir.name}-complete.log" for out_dir in out_dirs]
+    workers = [
+        start_worker(COMPLETE, out_dir, log, TRAINING_WORKER)
+        for out_dir, log in zip(out_dirs, logs, strict=True)
+    ]
+    resumed_from = []
+    for worker, log in zip(workers, logs, strict=True):
+        out, _ = worker.communicate(timeout=300)
+        assert worker.returncode == 0, f"the training worker failed:\n{log.read_text()[-2000:]}"
+        resumed_from.append(int(re.fullmatch(r"RESUMED_FROM (\d+)", out.strip()).group(1)))
+    return resumed_from
+
+
+def timeless_metrics(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in training.TIMING_METRICS} for row in rows]
+
+
 def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGKILL in the middle of a cDPO* step (after the step-2 checkpoint) and half-way through
     writing the step-4 checkpoint; rerunning resumes from the newest complete checkpoint and ends
@@ -238,26 +259,22 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
     }
     for stage, worker in workers.items():
         kill_when_ready(worker, logs[stage])
-    whole = worker_run(tmp_path / "uninterrupted")
-    newest = {"training": "step-000002", "checkpointing": "step-000002"}
-    for stage, out_dir in out_dirs.items():
-        assert training.latest_checkpoint(out_dir / "checkpoints").name == newest[stage]
+    for out_dir in out_dirs.values():
+        assert training.latest_checkpoint(out_dir / "checkpoints").name == "step-000002"
         assert not (out_dir / "policy").exists()
-        resumed = worker_run(out_dir)
-        assert resumed.resumed_from == 2
-        timeless = [
-            {k: v for k, v in m.items() if k not in training.TIMING_METRICS}
-            for m in resumed.metrics
-        ]
-        assert timeless == [
-            {k: v for k, v in m.items() if k not in training.TIMING_METRICS} for m in whole.metrics
-        ]
+
+    whole = tmp_path / "uninterrupted"
+    resumed_from = run_training_to_the_end([whole, *out_dirs.values()], tmp_path)
+    assert resumed_from == [0] + [2] * len(out_dirs)
+    for out_dir in out_dirs.values():
+        assert timeless_metrics(out_dir) == timeless_metrics(whole)
+        assert len(timeless_metrics(out_dir)) == 6
         for name in (
             "policy/model.safetensors",
             "hybrid_reward-0.safetensors",
             "hybrid_reward-1.safetensors",
         ):
-            assert (out_dir / name).read_bytes() == (tmp_path / "uninterrupted" / name).read_bytes()
+            assert (out_dir / name).read_bytes() == (whole / name).read_bytes(), name
 
 
 def kill_process_tree(process: subprocess.Popen) -> None:

@@ -4,7 +4,12 @@
 killed, so the kill lands at a known point:
 
 - `training`: in the middle of step 3 (after the checkpoint of step 2), before its update;
-- `checkpointing`: half-way through writing the checkpoint of step 4.
+- `checkpointing`: half-way through writing the checkpoint of step 4;
+- `complete`: no kill point; runs to the end (resuming where OUT_DIR has a checkpoint) and prints
+  `RESUMED_FROM <step>`.
+
+Every run under comparison is a fresh process on one thread: results then do not depend on what an
+earlier test did to the process or on how a multi-threaded BLAS splits its sums under load.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from repsafe_lib.params import load_params
 from repsafe_lib.reward import HybridReward, HybridRewardConfig
 
 STAGES = ("training", "checkpointing")
+COMPLETE = "complete"
 PAIRS = [
     PreferencePair(
         f"w{i}", f"Question {i}: how do I do thing {i}?", "I can't help.", f"Do {i}.", ()
@@ -32,7 +38,7 @@ PAIRS = [
 
 
 def worker_run(out_dir: str | Path, reference_hook=None) -> training.RunResult:
-    """The run under test; the test repeats it in-process to compare with an uninterrupted one."""
+    """The run under test (also used by `test_reliability` to build the uninterrupted result)."""
     params = load_params("params/tiny.yaml")
     settings = dataclasses.replace(
         params.training, batch_size=2, max_steps=6, checkpoint_every=2, learning_rate=1e-3
@@ -103,15 +109,18 @@ def stop_half_way_through_checkpoint(step: int) -> None:
 
 
 def main(out_dir: str, stage: str) -> None:
+    torch.set_num_threads(1)
     if stage == "training":
         worker_run(out_dir, reference_hook=stop_in_step(3))
-    else:
+    elif stage == "checkpointing":
         stop_half_way_through_checkpoint(4)
         worker_run(out_dir)
-    print("FINISHED", flush=True)  # never reached when the test kills us
+    else:
+        result = worker_run(out_dir)
+        print(f"RESUMED_FROM {result.resumed_from}", flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[2] not in STAGES:
-        raise SystemExit(f"usage: {sys.argv[0]} OUT_DIR {{{','.join(STAGES)}}}")
+    if len(sys.argv) != 3 or sys.argv[2] not in (*STAGES, COMPLETE):
+        raise SystemExit(f"usage: {sys.argv[0]} OUT_DIR {{{','.join((*STAGES, COMPLETE))}}}")
     main(*sys.argv[1:])
