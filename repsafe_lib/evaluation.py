@@ -55,7 +55,7 @@ PAPER_BENCHMARKS = ("red_team", "do_not_answer", "salad_base")
 PAPER_JUDGES = {"llama_guard_2": "SG", "md_judge": "MJ"}
 # Paper Table 3 (appendix A.1): MMLU accuracy of Base, Vanilla-dpo and Ours.
 PAPER_MMLU = {"base": 0.45898, "dpo": 0.45947, "cdpo_star": 0.43476}
-POLICY_ORDER = ("base", "sft", "dpo", "rs_star", "dpo_star", "cdpo_star", "online")
+POLICY_ORDER = ("base", "sft", "dpo", "cdpo", "rs_star", "dpo_star", "cdpo_star", "online")
 LLAMA_GUARD_2_CODES = tuple(f"S{i}" for i in range(1, 12))
 UNAVAILABLE = "unavailable"
 

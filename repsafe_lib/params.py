@@ -225,12 +225,12 @@ class LoraParams:
         _positive(self.alpha, "alpha")
 
 
-TrainingRun = Literal["sft", "dpo", "cdpo_star"]
+TrainingRun = Literal["sft", "dpo", "cdpo"]
 
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """SFT, DPO and cDPO* training (Eq 3-5, 9; notebook 04).
+    """SFT, DPO and cDPO training (Eq 3-5, 9; notebooks 04 and 05).
 
     batch_size counts preference pairs per optimiser step, over every process and accumulation
     step (it must divide by both). Every run takes `max_steps` steps from the base policy, over
@@ -263,7 +263,7 @@ class TrainingParams:
     refresh_steps: int = 1
     refresh_learning_rate: float = 1e-3
     checkpoint_every: int = 10
-    runs: tuple[TrainingRun, ...] = ("sft", "dpo", "cdpo_star")
+    runs: tuple[TrainingRun, ...] = ("sft", "dpo", "cdpo")
 
     def __post_init__(self) -> None:
         for name in ("beta", "learning_rate", "batch_size", "gradient_accumulation_steps"):
@@ -334,6 +334,90 @@ class EvaluationParams:
             raise ValueError("num_samples > 1 needs do_sample: true (greedy repeats itself)")
 
 
+SamplingRun = Literal["rs_star", "dpo_star", "cdpo_star", "online"]
+
+
+@dataclass(frozen=True)
+class RewardModelParams:
+    """The conventional reward model of the online baseline and of Table 2's "rm" rows: the
+    policy's architecture with a scalar head on the last token, trained with the Bradley-Terry
+    loss on the training pairs for `steps` AdamW steps of `batch_size` pairs."""
+
+    steps: int = 100
+    batch_size: int = 8
+    learning_rate: float = 1e-5
+    max_length: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "learning_rate", "max_length"):
+            _positive(getattr(self, name), name)
+
+
+@dataclass(frozen=True)
+class OnlineParams:
+    """Online DPO (the paper's upper bound): `rounds` times, sample `num_samples` responses to
+    `prompts_per_round` training prompts from the current policy, pair the reward model's best
+    and worst, and take `steps_per_round` DPO steps on them (the paper re-samples every 100)."""
+
+    rounds: int = 10
+    steps_per_round: int = 100
+    prompts_per_round: int = 400
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "steps_per_round", "prompts_per_round"):
+            _positive(getattr(self, name), name)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling-based variants (Sec 3.4, 4.2; Table 1 RS*/DPO*/cDPO*/Online, Table 2).
+
+    `num_samples` responses per prompt (N; the paper: 8), decoded with temperature/top-p up to
+    `max_new_tokens` (the evaluation's, so RS* answers like the other policies). RS* answers each
+    evaluation prompt with its top-R_h sample. DPO* and cDPO* train (with `training`) on pairs
+    built from the reference policy's samples to `train_prompts` training prompts: per prompt
+    the k-th best against the k-th worst by R_h, k = 1..`pair_top_k`, for `max_steps` steps
+    (default: `training.max_steps`). Table 2 compares the
+    top-k samples by R_h and by the reward model, for each k in `table2_top_k`, before and (with
+    `table2_after`) after alignment (the cDPO* policy). `generation_dtype` samples from a copy of
+    each policy in that dtype (bfloat16 decodes ~1.8x faster on a CPU with AMX); null: the policy's.
+    """
+
+    num_samples: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 16
+    generation_dtype: DtypeName | None = None
+    train_prompts: int = 1000
+    pair_top_k: int = 1
+    max_steps: int | None = None
+    table2_top_k: tuple[int, ...] = (1, 2, 4)
+    table2_after: bool = True
+    runs: tuple[SamplingRun, ...] = ("rs_star", "dpo_star", "cdpo_star", "online")
+    reward_model: RewardModelParams = field(default_factory=RewardModelParams)
+    online: OnlineParams = field(default_factory=OnlineParams)
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "temperature", "batch_size", "train_prompts", "pair_top_k"):
+            _positive(getattr(self, name), name)
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_steps is not None:
+            _positive(self.max_steps, "max_steps")
+        if self.num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2 to rank samples, got {self.num_samples}")
+        if 2 * self.pair_top_k > self.num_samples:
+            raise ValueError(
+                f"pair_top_k {self.pair_top_k} needs 2k <= num_samples ({self.num_samples}):"
+                " a sample is never paired with itself"
+            )
+        bad = [k for k in self.table2_top_k if not 1 <= k <= self.num_samples]
+        if bad:
+            raise ValueError(f"table2_top_k {bad} must lie in 1..num_samples ({self.num_samples})")
+        if len(set(self.runs)) != len(self.runs):
+            raise ValueError(f"runs must not repeat: {list(self.runs)}")
+
+
 @dataclass(frozen=True)
 class Params:
     profile: str
@@ -346,6 +430,7 @@ class Params:
     probes: ProbeParams = field(default_factory=ProbeParams)
     reward: RewardParams = field(default_factory=RewardParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     source_file: str = field(default="", compare=False)
 
     def fingerprint(self) -> str:

@@ -307,19 +307,19 @@ def plot_training_curves(runs: dict[str, list[dict]], window: int = 5) -> plt.Fi
     fig, axes = plt.subplots(2, 2, figsize=(9, 5.6))
     lines = {
         (0, 0): [
-            ("cdpo_star", "reward_accuracy", "cDPO* implicit reward", "#c0392b", "solid"),
+            ("cdpo", "reward_accuracy", "cDPO implicit reward", "#c0392b", "solid"),
             ("dpo", "reward_accuracy", "vanilla DPO implicit reward", "#1f5fa8", "solid"),
-            ("cdpo_star", "hybrid_accuracy", "R_h, refreshed (cDPO*)", "#c0392b", "dashed"),
+            ("cdpo", "hybrid_accuracy", "R_h, refreshed (cDPO)", "#c0392b", "dashed"),
             ("dpo", "hybrid_accuracy", "R_h, frozen (DPO run)", "#1f5fa8", "dashed"),
         ],
         (0, 1): [
-            ("cdpo_star", "reward_margin", "cDPO*", "#c0392b", "solid"),
+            ("cdpo", "reward_margin", "cDPO", "#c0392b", "solid"),
             ("dpo", "reward_margin", "vanilla DPO", "#1f5fa8", "solid"),
         ],
         (1, 0): [
-            ("cdpo_star", "gamma_mean", "mean gamma, refreshed R_h (cDPO*)", "#c0392b", "solid"),
+            ("cdpo", "gamma_mean", "mean gamma, refreshed R_h (cDPO)", "#c0392b", "solid"),
             ("dpo", "gamma_mean", "mean gamma, frozen R_h (DPO run)", "#1f5fa8", "dashed"),
-            ("cdpo_star", "gamma_below_half", "share gamma < 0.5", "#7f7f7f", "dotted"),
+            ("cdpo", "gamma_below_half", "share gamma < 0.5", "#7f7f7f", "dotted"),
         ],
         (1, 1): [("sft", "loss", "SFT (token NLL)", "#2e8b57", "solid")],
     }

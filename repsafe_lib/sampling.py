@@ -94,14 +94,32 @@ def row_seed(seed: int, prompt_id: str, sample_index: int) -> int:
     return stable_seed(seed, prompt_id, sample_index)
 
 
-def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Zero all but the smallest set of most likely tokens whose mass reaches `top_p` (`[B, V]`)."""
+def _nucleus(sorted_probs: torch.Tensor, order: torch.Tensor, top_p: float, width: int):
+    """Rows of descending probabilities (and their token ids) -> `[b, width]`, zero outside the
+    nucleus; the most likely token always stays (the mass before it is 0)."""
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    kept = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
+    return sorted_probs.new_zeros(len(sorted_probs), width).scatter(-1, order, kept)
+
+
+def top_p_filter(probs: torch.Tensor, top_p: float, candidates: int = 256) -> torch.Tensor:
+    """Zero all but the smallest set of most likely tokens whose mass reaches `top_p` (`[B, V]`).
+
+    A row whose `candidates` most likely tokens already hold `top_p` of the mass is filtered among
+    those alone (its nucleus lies inside them); other rows sort the whole vocabulary.
+    """
     if top_p >= 1:
         return probs
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    sorted_probs[mass_before >= top_p] = 0  # the most likely token always stays (mass_before = 0)
-    return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    width = probs.shape[-1]
+    top, order = probs.topk(min(candidates, width), dim=-1)
+    covered = top.sum(dim=-1) >= top_p
+    out = torch.zeros_like(probs)
+    if covered.any():
+        out[covered] = _nucleus(top[covered], order[covered], top_p, width)
+    if not covered.all():
+        sorted_probs, full_order = probs[~covered].sort(dim=-1, descending=True)
+        out[~covered] = _nucleus(sorted_probs, full_order, top_p, width)
+    return out
 
 
 class PerRowSampler(LogitsProcessor):
@@ -251,6 +269,16 @@ def _generate(model, tokenizer, prompts, decoding: DecodingConfig, batch_size, p
         )
         for (p, k), g, seed in zip(rows, generations, seeds, strict=True)
     ]
+
+
+def for_generation(model: PreTrainedModel, dtype_name: str | None) -> PreTrainedModel:
+    """`model` itself, or an eval-mode copy in `dtype_name` ("bfloat16", ...) to sample from."""
+    dtype = getattr(torch, dtype_name) if dtype_name else None
+    if dtype is None or next(model.parameters()).dtype == dtype:
+        return model
+    import copy
+
+    return copy.deepcopy(model).to(dtype).eval()
 
 
 def response_cache_path(cache_dir: str | Path, model_key: str, decoding: DecodingConfig) -> Path:

@@ -1,7 +1,7 @@
 """Training the policy: SFT, vanilla DPO and confidence DPO with the hybrid reward (paper Sec
 3.3-3.4, Eq 3-5, 9; SPEC §1).
 
-One cDPO* step, on a batch of preference pairs:
+One cDPO step, on a batch of preference pairs:
 
 1. one policy forward over the chosen and the rejected sequences yields the response log-probs
    and, through forward hooks, every layer's last-token state (no second forward);
@@ -19,7 +19,7 @@ base policy, is seeded, has dropout off, and writes per-step metrics to `metrics
 
 The loop is built on `accelerate`: in a notebook it runs in one process (CPU or one GPU); the same
 code runs on many GPUs (DDP) with `accelerate launch --multi_gpu -m repsafe_lib.training --params
-params/paper.yaml --run cdpo_star` (README, "Training on several GPUs"; sharded FSDP/ZeRO-3
+params/paper.yaml --run cdpo` (README, "Training on several GPUs"; sharded FSDP/ZeRO-3
 checkpoints are not supported yet).
 
 Checkpoints (every `checkpoint_every` steps, written to a temporary directory and renamed) hold
@@ -71,7 +71,17 @@ from repsafe_lib.seeding import seed_everything, stable_seed
 
 log = logging.getLogger(__name__)
 
-RUN_NAMES = {"sft": "SFT", "dpo": "vanilla DPO", "cdpo_star": "cDPO* (ours)"}
+# What a run optimises: token NLL of the chosen responses, the DPO loss, or the cDPO loss with a
+# per-pair gamma from R_h. Notebook 04's runs are named after their objective.
+OBJECTIVES = {"sft": "SFT", "dpo": "vanilla DPO", "cdpo": "cDPO"}
+RUN_LABELS = {
+    "sft": "SFT",
+    "dpo": "vanilla DPO",
+    "cdpo": "cDPO (dataset pairs)",
+    "dpo_star": "DPO* (re-ranked samples)",
+    "cdpo_star": "cDPO* (ours)",
+    "online": "online DPO",
+}
 # Metrics that measure the machine, not the run: left out when runs are compared.
 TIMING_METRICS = ("seconds", "tokens_per_s")
 
@@ -704,22 +714,29 @@ def train_run(
     resume: bool = True,
     stop_after: int | None = None,
     progress: bool = True,
+    objective: str | None = None,
+    write_checkpoints: bool = True,
+    save_policy: bool = True,
 ) -> RunResult:
-    """Train `model` (the base policy, loaded fresh) as run `name` ("sft", "dpo", "cdpo_star")
-    for `training.max_steps` steps; write `out_dir/metrics.jsonl`, checkpoints and, after the last
-    step, the policy (`out_dir/policy/`, merged if LoRA) and `summary.json`.
+    """Train `model` (the base policy, loaded fresh) as run `name` with `objective` ("sft", "dpo",
+    "cdpo"; default: the run's name) for `training.max_steps` steps; write `out_dir/metrics.jsonl`,
+    checkpoints and, after the last step, the policy (`out_dir/policy/`, merged if LoRA) and
+    `summary.json`.
 
     `reference(pairs, device) -> [b, 2]` gives reference log-probs (DPO runs). `fold_rewards`
-    scores the states (a monitor for "dpo", gamma and refresh for "cdpo_star"; None: states are
+    scores the states (a monitor for "dpo", gamma and refresh for "cdpo"; None: states are
     not recorded). `stop_after` stops after that many steps as if killed (for resume tests).
+    `write_checkpoints=False` writes none and `save_policy=False` leaves the trained model in
+    memory only (a short inner run, e.g. one online-DPO round).
     """
-    if name not in RUN_NAMES:
-        raise ValueError(f"unknown run {name!r}; expected one of {list(RUN_NAMES)}")
-    preference = name != "sft"
+    objective = objective or name
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; expected one of {list(OBJECTIVES)}")
+    preference = objective != "sft"
     if preference and reference is None:
         raise ValueError(f"run {name!r} needs a reference")
-    if name == "cdpo_star" and fold_rewards is None:
-        raise ValueError("run 'cdpo_star' needs the hybrid rewards (fold_rewards)")
+    if objective == "cdpo" and fold_rewards is None:
+        raise ValueError(f"run {name!r} (cDPO) needs the hybrid rewards (fold_rewards)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
@@ -745,7 +762,7 @@ def train_run(
             reward.to(accelerator.device)
 
     checkpoints = out_dir / "checkpoints"
-    key = run_key(name, training, seed, pairs, model, fold_rewards)
+    key = run_key(f"{name}:{objective}", training, seed, pairs, model, fold_rewards)
     start = 0
     found = latest_checkpoint(checkpoints) if resume else None
     if found is not None and checkpoint_key(found) != key:
@@ -766,7 +783,7 @@ def train_run(
     end = training.max_steps if stop_after is None else min(stop_after, training.max_steps)
     bar = tqdm(
         range(start, end),
-        desc=RUN_NAMES[name],
+        desc=RUN_LABELS.get(name, name),
         unit="step",
         disable=not progress,
         initial=start,
@@ -785,7 +802,7 @@ def train_run(
             last = index == len(micro_batches) - 1
             with accelerator.no_sync(scorer) if not last else contextlib.nullcontext():
                 loss, part, n_tokens = _micro_step(
-                    name,
+                    objective,
                     scorer,
                     micro,
                     pad_id,
@@ -809,7 +826,7 @@ def train_run(
         )
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
-        row = _finish_step(name, parts, accelerator, training, fold_rewards)
+        row = _finish_step(objective, parts, accelerator, training, fold_rewards)
         elapsed = time.perf_counter() - began
         total_tokens = int(
             accelerator.reduce(torch.tensor(tokens, device=accelerator.device), "sum")
@@ -825,7 +842,8 @@ def train_run(
         if accelerator.is_main_process:
             with metrics_path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
-            if (step + 1) % training.checkpoint_every == 0 or step + 1 == training.max_steps:
+            due = (step + 1) % training.checkpoint_every == 0 or step + 1 == training.max_steps
+            if write_checkpoints and due:
                 save_checkpoint(
                     checkpoints,
                     step=step + 1,
@@ -841,10 +859,11 @@ def train_run(
     if end < training.max_steps:
         accelerator.free_memory()
         return RunResult(name, metrics, out_dir, None, start)
-    policy_dir = out_dir / "policy"
+    policy_dir = out_dir / "policy" if save_policy else None
     if accelerator.is_main_process:
-        _save_policy(accelerator.unwrap_model(scorer).model, tokenizer, policy_dir)
-        if fold_rewards is not None and name == "cdpo_star":
+        if save_policy:
+            _save_policy(accelerator.unwrap_model(scorer).model, tokenizer, policy_dir)
+        if fold_rewards is not None and objective == "cdpo":
             for f, reward in enumerate(fold_rewards.rewards):
                 save_hybrid_reward(reward.cpu(), out_dir / f"hybrid_reward-{f}")
         write_json(out_dir / "summary.json", run_summary(name, metrics, training))
@@ -853,9 +872,9 @@ def train_run(
     return RunResult(name, metrics, out_dir, policy_dir, start)
 
 
-def _micro_step(name, scorer, micro, pad_id, reference, fold_rewards, training, device):
+def _micro_step(objective, scorer, micro, pad_id, reference, fold_rewards, training, device):
     """Loss of one micro-batch and the per-pair tensors its metrics need."""
-    if name == "sft":
+    if objective == "sft":
         batch = collate([p.chosen for p in micro], [p.chosen_start for p in micro], pad_id)
         batch = batch.to(device)
         logprobs, _ = scorer(batch)
@@ -890,24 +909,24 @@ def _micro_step(name, scorer, micro, pad_id, reference, fold_rewards, training, 
             r_rejected=r_rejected,
             gamma=gamma,
         )
-    loss = confidence_dpo_loss(margin, part["gamma"]) if name == "cdpo_star" else dpo_loss(margin)
+    loss = confidence_dpo_loss(margin, part["gamma"]) if objective == "cdpo" else dpo_loss(margin)
     return loss, part, batch.num_tokens
 
 
-def _finish_step(name, parts, accelerator, training, fold_rewards) -> dict:
-    """The step's metrics from every micro-batch of every process; for cDPO*, then the R_h
+def _finish_step(objective, parts, accelerator, training, fold_rewards) -> dict:
+    """The step's metrics from every micro-batch of every process; for cDPO, then the R_h
     refresh on the gathered states (every process refreshes identically)."""
     merged = {
         key: accelerator.gather(torch.cat([torch.atleast_1d(p[key]) for p in parts]))
         for key in parts[0]
     }
-    if name == "sft":
+    if objective == "sft":
         return {"loss": float(merged["nll_sum"].sum() / merged["tokens"].sum())}
     margin = merged["margin"]
     row = {
         "loss": float(
             confidence_dpo_loss(margin, merged["gamma"])
-            if name == "cdpo_star"
+            if objective == "cdpo"
             else dpo_loss(margin)
         ),
         "reward_accuracy": float((margin > 0).float().mean()),
@@ -923,7 +942,7 @@ def _finish_step(name, parts, accelerator, training, fold_rewards) -> dict:
             gamma_mean=float(gamma.mean()),
             gamma_below_half=float((gamma < 0.5).float().mean()),
         )
-        if name == "cdpo_star" and training.refresh_steps:
+        if objective == "cdpo" and training.refresh_steps:
             row["refresh_loss"] = fold_rewards.refresh(
                 merged["h_chosen"], merged["h_rejected"], merged["folds"], training.refresh_steps
             )
@@ -999,28 +1018,33 @@ def run_training(
     name: str,
     setup: TrainingSetup,
     *,
+    objective: str | None = None,
     resume: bool = True,
     stop_after: int | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """One run of notebook 04 (`outputs/<profile>/04_training/<name>/`) from the base policy."""
+    """One run (`<setup.directory>/<name>/`) from the base policy on the setup's pairs, with
+    `objective` ("sft", "dpo", "cdpo"; default: the run's name, as in notebook 04)."""
     from repsafe_lib.models import load_model
 
+    objective = objective or name
     params = setup.params
     spec = params.model
     if params.training.mixed_precision != "no":  # fp32 master weights; autocast does the rest
         spec = dataclasses.replace(spec, dtype="float32")
     loaded = load_model(spec, seed=params.seed)
+    preference = objective != "sft"
     return train_run(
         name,
+        objective=objective,
         model=loaded.model,
         pad_id=setup.tokenizer.pad_token_id,
         pairs=setup.pairs,
         training=params.training,
         seed=params.seed,
         out_dir=setup.directory / name,
-        reference=setup.reference if name != "sft" else None,
-        fold_rewards=fold_rewards_for_run(setup) if name != "sft" else None,
+        reference=setup.reference if preference else None,
+        fold_rewards=fold_rewards_for_run(setup) if preference else None,
         layers=setup.layers,
         tokenizer=setup.tokenizer,
         resume=resume,
@@ -1051,7 +1075,7 @@ def prepare_training(
     (notebook 01) or load notebook 03's single R_h (`confidence_folds: 1`), and get the reference
     log-probs of every pair the runs will visit. Returns the setup and the `FoldReward`s (empty
     with one fold)."""
-    from repsafe_lib.models import load_reference, load_tokenizer
+    from repsafe_lib.models import load_tokenizer
     from repsafe_lib.reward import fit_fold_rewards
 
     training = params.training
@@ -1078,30 +1102,40 @@ def prepare_training(
         if hybrid_reward_path is None:
             raise ValueError("confidence_folds: 1 needs notebook 03's hybrid reward")
         fitted, rewards = [], [load_hybrid_reward(hybrid_reward_path)]
-    quantization = training.reference_quantization
-    if quantization == "auto":
-        from repsafe_lib.models import nf4_supported
-
-        quantization = "nf4" if nf4_supported() else "none"
-    reference_model = load_reference(params.model, seed=params.seed, quantization=quantization)
-    pad_id = tokenizer.pad_token_id
-    if training.reference == "precomputed":
-        schedule = batch_schedule(len(pairs), training.batch_size, training.max_steps, params.seed)
-        reference = precompute_reference(
-            reference_model.model,
-            visited_pairs(schedule, pairs),
-            fingerprint=reference_model.fingerprint,
-            cache_dir=directory,
-            pad_id=pad_id,
-            batch_size=params.extraction.batch_size,
-            progress=progress,
-        )
-    else:
-        reference = OnTheFlyReference(reference_model.model, pad_id)
+    reference, quantization = reference_for(params, pairs, directory, tokenizer, progress=progress)
     setup = TrainingSetup(
         params, tokenizer, pairs, list(layers), rewards, reference, quantization, directory
     )
     return setup, fitted
+
+
+def reference_for(
+    params, pairs: Sequence[EncodedPair], directory: Path, tokenizer, *, progress: bool = True
+) -> tuple[Callable, str]:
+    """The frozen reference of `training.reference_quantization` ("auto" resolved), as log-probs
+    precomputed for the pairs the seeded schedule visits (cached in `directory`) or a model
+    scored on the fly; and the quantization it resolved to."""
+    from repsafe_lib.models import load_reference, nf4_supported
+
+    training = params.training
+    quantization = training.reference_quantization
+    if quantization == "auto":
+        quantization = "nf4" if nf4_supported() else "none"
+    reference_model = load_reference(params.model, seed=params.seed, quantization=quantization)
+    pad_id = tokenizer.pad_token_id
+    if training.reference == "on_the_fly":
+        return OnTheFlyReference(reference_model.model, pad_id), quantization
+    schedule = batch_schedule(len(pairs), training.batch_size, training.max_steps, params.seed)
+    reference = precompute_reference(
+        reference_model.model,
+        visited_pairs(schedule, pairs),
+        fingerprint=reference_model.fingerprint,
+        cache_dir=directory,
+        pad_id=pad_id,
+        batch_size=params.extraction.batch_size,
+        progress=progress,
+    )
+    return reference, quantization
 
 
 def reference_drift(
@@ -1179,7 +1213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         action="append",
-        choices=list(RUN_NAMES),
+        choices=list(OBJECTIVES),
         help="run(s) to train (default: training.runs of the params)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")

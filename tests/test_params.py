@@ -114,6 +114,32 @@ BAD_PARAMS = [
         "one of",
     ),
     ("lora rank 0", lambda r: r["training"].update(lora={"r": 0}), "training.lora", "r must be"),
+    ("one sample", lambda r: r["sampling"].update(num_samples=1), "sampling", "num_samples"),
+    (
+        "pairs need 2k samples",
+        lambda r: r["sampling"].update(num_samples=2, pair_top_k=2),
+        "sampling",
+        "paired with itself",
+    ),
+    ("top-k beyond N", lambda r: r["sampling"].update(table2_top_k=[1, 9]), "sampling", "[9]"),
+    (
+        "unknown sampling run",
+        lambda r: r["sampling"].update(runs=["rs"]),
+        "sampling.runs[0]",
+        "one of",
+    ),
+    (
+        "zero online rounds",
+        lambda r: r["sampling"]["online"].update(rounds=0),
+        "sampling.online",
+        "rounds must be > 0",
+    ),
+    (
+        "negative reward-model lr",
+        lambda r: r["sampling"]["reward_model"].update(learning_rate=-1e-5),
+        "sampling.reward_model",
+        "learning_rate",
+    ),
 ]
 
 

@@ -248,7 +248,7 @@ def timeless_metrics(run_dir: Path) -> list[dict]:
 
 
 def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
-    """SIGKILL in the middle of a cDPO* step (after the step-2 checkpoint) and half-way through
+    """SIGKILL in the middle of a cDPO step (after the step-2 checkpoint) and half-way through
     writing the step-4 checkpoint; rerunning resumes from the newest complete checkpoint and ends
     with the uninterrupted run's metrics and byte-identical weights and rewards."""
     out_dirs = {stage: tmp_path / stage for stage in TRAINING_STAGES}

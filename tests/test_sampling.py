@@ -138,3 +138,21 @@ def test_empty_generation_is_kept_and_flagged(tiny_params, tiny_model):
     assert [(r.text, r.num_tokens, r.finished, r.empty) for r in records] == [
         ("", 0, True, True)
     ] * 2
+
+
+def test_top_p_among_candidates_equals_the_full_sort():
+    """Rows whose nucleus fits in the candidates and rows that need the whole vocabulary give the
+    same filter as sorting everything (a plain reference written out here)."""
+
+    def full_sort(probs, top_p):
+        ordered, order = probs.sort(dim=-1, descending=True)
+        ordered[(ordered.cumsum(dim=-1) - ordered) >= top_p] = 0
+        return torch.zeros_like(probs).scatter(-1, order, ordered)
+
+    generator = torch.Generator().manual_seed(0)
+    sharpness = torch.tensor([0.3, 8.0, 2.0, 12.0])[:, None]
+    probs = torch.softmax(torch.randn(4, 5000, generator=generator) * sharpness, dim=-1)
+    for top_p in (0.5, 0.9, 0.99):
+        expected = full_sort(probs.clone(), top_p)
+        assert torch.equal(top_p_filter(probs.clone(), top_p, candidates=64), expected)
+        assert torch.equal(top_p_filter(probs.clone(), top_p, candidates=5000), expected)

@@ -263,10 +263,10 @@ def test_nf4_reference_is_four_bit_frozen_and_scores(tiny_params, tiny_model, en
 # Training.
 
 
-@pytest.mark.parametrize("name", ["sft", "dpo", "cdpo_star"])
+@pytest.mark.parametrize("name", ["sft", "dpo", "cdpo"])
 def test_loss_falls_over_20_steps_on_4_pairs(name, tiny_params, tiny_model, encoded, tmp_path):
     # A confident reward: gamma near 0 or 1, so cDPO's optimum is well below log 2.
-    rewards = random_rewards(tiny_model.model, scale=5.0) if name == "cdpo_star" else None
+    rewards = random_rewards(tiny_model.model, scale=5.0) if name == "cdpo" else None
     result = run(
         name,
         tiny_params,
@@ -290,7 +290,7 @@ def test_every_trainable_parameter_changes_and_the_reference_does_not(
     rewards = random_rewards(fresh_model.model)
     before_rewards = [{k: v.clone() for k, v in r.state_dict().items()} for r in rewards.rewards]
     run(
-        "cdpo_star",
+        "cdpo",
         tiny_params,
         tiny_model.tokenizer,
         encoded,
@@ -355,7 +355,7 @@ def test_gradient_accumulation_gives_the_same_step(tiny_params, tiny_model, enco
             assert two[key] == pytest.approx(value, abs=1e-4, rel=1e-4), key
 
 
-@pytest.mark.parametrize("name", ["sft", "cdpo_star"])
+@pytest.mark.parametrize("name", ["sft", "cdpo"])
 def test_resume_equals_uninterrupted(name, tiny_params, tiny_model, encoded, tmp_path):
     tokenizer = tiny_model.tokenizer
     whole = run(name, tiny_params, tokenizer, encoded, tmp_path / "whole")
@@ -418,7 +418,7 @@ def test_cross_fitted_rewards_score_with_their_fold_and_refresh_the_others(tiny_
 
 def test_checkpoints_hold_no_pickles(tiny_params, tiny_model, encoded, tmp_path):
     run(
-        "cdpo_star",
+        "cdpo",
         tiny_params,
         tiny_model.tokenizer,
         encoded,

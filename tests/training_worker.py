@@ -1,4 +1,4 @@
-"""A cDPO* run on the tiny model in a child process that `test_reliability` kills with SIGKILL.
+"""A cDPO run on the tiny model in a child process that `test_reliability` kills with SIGKILL.
 
 `python tests/training_worker.py OUT_DIR STAGE` trains and, at STAGE, prints `READY` and waits to be
 killed, so the kill lands at a known point:
@@ -59,7 +59,7 @@ def worker_run(out_dir: str | Path, reference_hook=None) -> training.RunResult:
         rewards, alpha=7.5, mu=1.0, train_scorers=True, learning_rate=1e-2
     )
     return training.train_run(
-        "cdpo_star",
+        "cdpo",
         model=model.model,
         pad_id=model.tokenizer.pad_token_id,
         pairs=pairs,

@@ -1,0 +1,235 @@
+"""Re-ranking sampled responses by a reward (paper Sec 3.4, 4.2; Table 1 RS*, DPO*, cDPO*; Table 2).
+
+Samples are `ResponseRecord`s, several per prompt; a reward scores each one. From the scores:
+
+- best-of-N (RS*): each prompt's top-scoring sample;
+- top-k: each prompt's k best samples (Table 2 compares the toxic rate of those chosen by R_h and
+  by a trained reward model);
+- re-ranked preference pairs (DPO*, cDPO*): per prompt, the i-th best sample against the i-th
+  worst, i = 1..k, so no sample is paired with itself and 2k samples are needed.
+
+Empty generations are never ranked (a blank answer is neither safe nor an answer); pairs of equal
+score or identical text carry no preference and are skipped. Ties in score go to the lower sample
+index, so every selection is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from repsafe_lib.datasets import EvalPrompt, PreferencePair, subsample
+from repsafe_lib.hidden_states import extract_hidden_states, format_conversation
+from repsafe_lib.reward import HybridReward
+from repsafe_lib.sampling import ResponseRecord
+
+
+def _ranked_by_prompt(
+    records: Sequence[ResponseRecord], scores: Sequence[float]
+) -> dict[str, list[int]]:
+    """Indices into `records` per prompt (in order of first appearance), best first; empty
+    generations left out."""
+    if len(records) != len(scores):
+        raise ValueError(f"{len(records)} samples but {len(scores)} scores")
+    groups: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        groups.setdefault(record.prompt_id, [])
+        if not record.empty:
+            groups[record.prompt_id].append(index)
+    return {
+        prompt_id: sorted(indices, key=lambda i: (-float(scores[i]), records[i].sample_index))
+        for prompt_id, indices in groups.items()
+    }
+
+
+def top_k(records: Sequence[ResponseRecord], scores: Sequence[float], k: int) -> list[int]:
+    """Indices of each prompt's `k` best non-empty samples, prompts in order of first appearance."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    ranked = _ranked_by_prompt(records, scores)
+    return [i for indices in ranked.values() for i in indices[:k]]
+
+
+def best_of_n(records: Sequence[ResponseRecord], scores: Sequence[float]) -> list[int]:
+    """Index of each prompt's top-scoring non-empty sample (RS*); a prompt whose samples are all
+    empty keeps its first sample, so every prompt is answered."""
+    ranked = _ranked_by_prompt(records, scores)
+    first = {}
+    for index, record in enumerate(records):
+        first.setdefault(record.prompt_id, index)
+    return [indices[0] if indices else first[p] for p, indices in ranked.items()]
+
+
+def rerank_indices(
+    records: Sequence[ResponseRecord], scores: Sequence[float], *, k: int
+) -> list[tuple[int, int]]:
+    """Per prompt, (i-th best, i-th worst) indices into `records` for i = 1..k among its non-empty
+    samples, while the two are distinct samples with a strictly higher score for the first and
+    different texts."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    found = []
+    for ranked in _ranked_by_prompt(records, scores).values():
+        for i in range(min(k, len(ranked) // 2)):
+            best, worst = ranked[i], ranked[-1 - i]
+            if (
+                float(scores[best]) > float(scores[worst])
+                and records[best].text != records[worst].text
+            ):
+                found.append((best, worst))
+    return found
+
+
+def rerank_pairs(
+    records: Sequence[ResponseRecord],
+    scores: Sequence[float],
+    prompts: Mapping[str, str],
+    *,
+    k: int,
+) -> list[PreferencePair]:
+    """The pairs of `rerank_indices` as preference pairs (chosen = the better-scored sample);
+    `prompts` maps a prompt id to its text."""
+    pairs = []
+    for best, worst in rerank_indices(records, scores, k=k):
+        chosen, rejected = records[best], records[worst]
+        pair_id = f"{chosen.prompt_id}:s{chosen.sample_index}>s{rejected.sample_index}"
+        pairs.append(
+            PreferencePair(pair_id, prompts[chosen.prompt_id], chosen.text, rejected.text, ())
+        )
+    return pairs
+
+
+def hybrid_reward_scores(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Mapping[str, str],
+    records: Sequence[ResponseRecord],
+    reward: HybridReward,
+    *,
+    max_length: int,
+    batch_size: int,
+    progress: bool = True,
+) -> torch.Tensor:
+    """`R_h` of every sample `[n]`: one forward of prompt + response through `model` (the policy
+    that the reward's states come from), the last token's state of the reward's layers."""
+    texts = [format_conversation(tokenizer, prompts[r.prompt_id], r.text) for r in records]
+    states = extract_hidden_states(
+        model,
+        tokenizer,
+        texts,
+        layers=list(reward.config.layers),
+        max_length=max_length,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    with torch.no_grad():
+        return reward(states).cpu()
+
+
+def train_prompts(
+    pairs: Sequence[PreferencePair], limit: int | None, seed: int
+) -> list[EvalPrompt]:
+    """The distinct prompts of training pairs as `EvalPrompt`s (id: the first pair's id), at most
+    `limit` of them (a seeded choice in file order)."""
+    seen: dict[str, EvalPrompt] = {}
+    for pair in pairs:
+        seen.setdefault(pair.prompt, EvalPrompt(pair.pair_id, pair.prompt, "train", None, None))
+    return subsample(list(seen.values()), limit, seed)
+
+
+@dataclass(frozen=True)
+class ScoredResponse:
+    """One sample of Table 2's data: who answered which prompt, and both rewards' scores."""
+
+    stage: str  # "before" (the base policy) or "after" (the aligned policy)
+    benchmark: str
+    prompt_id: str
+    sample_index: int
+    text: str
+    num_tokens: int
+    empty: bool
+    hybrid_reward: float
+    reward_model: float
+
+
+def table2_selections(
+    samples: Sequence[ScoredResponse], ks: Sequence[int], num_samples: int
+) -> dict[str, list[int]]:
+    """Which samples each Table 2 row judges: `top-k-ours` (by R_h), `top-k-rm` (by the reward
+    model) per k, and `sample-N` (all of them), each within one stage."""
+    hybrid = [s.hybrid_reward for s in samples]
+    trained = [s.reward_model for s in samples]
+    rows = {}
+    for k in ks:
+        rows[f"top-{k}-ours"] = top_k(samples, hybrid, k)
+        rows[f"top-{k}-rm"] = top_k(samples, trained, k)
+    rows[f"sample-{num_samples}"] = list(range(len(samples)))
+    return rows
+
+
+def table2(
+    samples: Sequence[ScoredResponse],
+    verdicts: Sequence,
+    *,
+    judge: str,
+    categories_available: bool,
+    codes: Sequence[str],
+    ks: Sequence[int],
+    num_samples: int,
+) -> pd.DataFrame:
+    """Toxic rate and hazard-category shares among unsafe answers for every selection of every
+    stage; `verdicts[i]` is the judge's `JudgeRecord` of `samples[i]`."""
+    from repsafe_lib.evaluation import category_shares
+
+    rows = []
+    for stage in dict.fromkeys(s.stage for s in samples):
+        in_stage = [i for i, s in enumerate(samples) if s.stage == stage]
+        stage_samples = [samples[i] for i in in_stage]
+        for label, chosen in table2_selections(stage_samples, ks, num_samples).items():
+            for local in chosen:
+                record = verdicts[in_stage[local]]
+                rows.append(
+                    {
+                        "policy": f"{stage}: {label}",
+                        "judge": judge,
+                        "unsafe": record.unsafe,
+                        "categories": ",".join(record.categories),
+                        "categories_available": categories_available,
+                    }
+                )
+    judgments = pd.DataFrame(rows)
+    shares = category_shares(judgments, judge, codes)
+    counts = judgments.groupby("policy", sort=False).size()
+    return shares.assign(samples=shares["policy"].map(counts)).rename(
+        columns={"policy": "selection"}
+    )
+
+
+def plot_table2(shares: pd.DataFrame, *, judge: str):
+    """Toxic rate of each Table 2 selection, grouped by stage (before / after alignment)."""
+    import matplotlib.pyplot as plt
+
+    from repsafe_lib.plots import use_style
+
+    use_style()
+    stages = list(dict.fromkeys(s.split(": ")[0] for s in shares["selection"]))
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), squeeze=False)
+    for ax, stage in zip(axes[0], stages, strict=True):
+        rows = shares[shares["selection"].str.startswith(f"{stage}: ")]
+        labels = [s.split(": ", 1)[1] for s in rows["selection"]]
+        colours = [
+            "#c0392b" if "ours" in x else "#1f5fa8" if "rm" in x else "#7f7f7f" for x in labels
+        ]
+        hatches = ["" if "ours" in x else "//" if "rm" in x else ".." for x in labels]
+        bars = ax.bar(range(len(rows)), 100 * rows["toxic_rate"].astype(float), color=colours)
+        for bar, hatch in zip(bars, hatches, strict=True):
+            bar.set_hatch(hatch)
+        ax.set_xticks(range(len(rows)), labels, rotation=35, ha="right")
+        ax.set_title(f"{stage} alignment")
+        ax.set_ylabel(f"toxic rate (%), judge: {judge}")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,225 @@
+"""A conventional reward model: the policy's architecture with a scalar head (the online-DPO
+baseline's labeller and Table 2's "rm" rows; paper Sec 4.2, 4.5).
+
+The decoder body (no LM head) reads prompt + response in the policy's chat format; a linear head
+maps the last token's final (normed) state to one reward. It is trained with the Bradley-Terry
+loss `-log sigmoid(r(chosen) - r(rejected))` on the safety pairs, dropout off. Saved as the body's
+`save_pretrained` (safetensors) plus the head as safetensors and a JSON file, never as a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+
+from repsafe_lib.datasets import PreferencePair
+from repsafe_lib.hidden_states import (
+    decoder_parts,
+    format_conversation,
+    last_token_index,
+    length_sorted_batches,
+    pad_batch,
+    position_ids_from_mask,
+    tokenize_conversations,
+)
+from repsafe_lib.losses import margin_bt_loss
+from repsafe_lib.seeding import seed_everything
+
+FORMAT = "repsafe-scalar-reward-model/v1"
+
+
+class ScalarRewardModel(nn.Module):
+    """`(input_ids, attention_mask) [B, T] -> rewards [B]` (float32), read at the last real token
+    of each row, whichever side was padded."""
+
+    def __init__(self, body: PreTrainedModel):
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(body.config.hidden_size, 1, dtype=torch.float32)
+        nn.init.zeros_(self.head.weight)  # every response starts at reward 0: the loss at log 2
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_causal_lm(cls, model: PreTrainedModel) -> ScalarRewardModel:
+        """The causal LM's decoder body (its LM head is dropped) under a fresh scalar head."""
+        body, _, _ = decoder_parts(model)
+        return cls(body)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        output = self.body(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+        )
+        rows = torch.arange(len(input_ids), device=input_ids.device)
+        last = output.last_hidden_state[rows, last_token_index(attention_mask)]
+        return self.head(last.float()).squeeze(-1)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _encode(tokenizer, prompts: Sequence[str], responses: Sequence[str], max_length: int):
+    texts = [format_conversation(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
+    return tokenize_conversations(tokenizer, texts, max_length)
+
+
+def _rewards(model: ScalarRewardModel, token_ids: Sequence[Sequence[int]], pad_id: int):
+    ids, mask = pad_batch(token_ids, pad_id, "right")
+    device = _device(model)
+    return model(ids.to(device), mask.to(device))
+
+
+@dataclass(frozen=True)
+class RewardModelCurve:
+    """Bradley-Terry loss and batch accuracy per training step."""
+
+    loss: list[float]
+    accuracy: list[float]
+
+
+def train_reward_model(
+    model: ScalarRewardModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[PreferencePair],
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    max_length: int,
+    seed: int,
+    max_grad_norm: float = 1.0,
+    progress: bool = True,
+) -> RewardModelCurve:
+    """`steps` AdamW steps of the BT loss on batches of `batch_size` pairs (a seeded permutation
+    per epoch), every parameter trained, dropout off; the model is left in eval mode."""
+    from repsafe_lib.training import batch_schedule, disable_dropout
+
+    if not pairs:
+        raise ValueError("no preference pairs to train the reward model on")
+    seed_everything(seed)
+    disable_dropout(model)
+    model.train()
+    chosen = _encode(tokenizer, [p.prompt for p in pairs], [p.chosen for p in pairs], max_length)
+    rejected = _encode(
+        tokenizer, [p.prompt for p in pairs], [p.rejected for p in pairs], max_length
+    )
+    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    curve = RewardModelCurve([], [])
+    schedule = batch_schedule(len(pairs), batch_size, steps, seed)
+    for batch in tqdm(schedule, desc="reward model", unit="step", disable=not progress):
+        rewards = _rewards(
+            model, [chosen[i] for i in batch] + [rejected[i] for i in batch], tokenizer.pad_token_id
+        )
+        r_chosen, r_rejected = rewards.chunk(2)
+        loss = margin_bt_loss(r_chosen, r_rejected, mu=0.0)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"reward model loss is {loss.item()} at step {len(curve.loss)}"
+            )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimiser.step()
+        optimiser.zero_grad(set_to_none=True)
+        curve.loss.append(float(loss.detach()))
+        curve.accuracy.append(float((r_chosen > r_rejected).float().mean()))
+    model.eval()
+    return curve
+
+
+@torch.no_grad()
+def score_responses(
+    model: ScalarRewardModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    *,
+    max_length: int,
+    batch_size: int,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Reward of every (prompt, response) `[n]` (float32, CPU), length-sorted batches."""
+    model.eval()
+    token_ids = _encode(tokenizer, prompts, responses, max_length)
+    scores = torch.empty(len(token_ids))
+    batches = length_sorted_batches([len(ids) for ids in token_ids], batch_size)
+    for batch in tqdm(batches, desc="reward model scores", disable=not progress):
+        scores[batch] = _rewards(model, [token_ids[i] for i in batch], tokenizer.pad_token_id).cpu()
+    return scores
+
+
+def pair_accuracy(
+    model: ScalarRewardModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[PreferencePair],
+    *,
+    max_length: int,
+    batch_size: int,
+) -> float:
+    """Share of pairs whose chosen response gets the higher reward."""
+    prompts = [p.prompt for p in pairs] * 2
+    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    scores = score_responses(
+        model,
+        tokenizer,
+        prompts,
+        responses,
+        max_length=max_length,
+        batch_size=batch_size,
+        progress=False,
+    )
+    return float((scores[: len(pairs)] > scores[len(pairs) :]).float().mean())
+
+
+def save_reward_model(model: ScalarRewardModel, directory: str | Path, metadata: dict) -> Path:
+    """`directory/body/` (save_pretrained), `head.safetensors`, `reward_model.json` (with
+    `metadata`), written into a staging directory renamed into place."""
+    directory = Path(directory)
+    staging = directory.with_name(f".{directory.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.body.save_pretrained(staging / "body", safe_serialization=True)
+    head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+    save_file(head, staging / "head.safetensors")
+    (staging / "reward_model.json").write_text(
+        json.dumps({"format": FORMAT, **metadata}, indent=2, sort_keys=True), encoding="utf-8"
+    )
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+    return directory
+
+
+def read_reward_model_metadata(directory: str | Path) -> dict | None:
+    """The JSON saved beside a reward model, or None where there is none (or not ours)."""
+    path = Path(directory) / "reward_model.json"
+    if not path.is_file():
+        return None
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return metadata if metadata.get("format") == FORMAT else None
+
+
+def load_reward_model(
+    directory: str | Path, *, dtype: torch.dtype | None = None
+) -> ScalarRewardModel:
+    """A reward model saved by `save_reward_model`, in eval mode on the CPU."""
+    directory = Path(directory)
+    if read_reward_model_metadata(directory) is None:
+        raise FileNotFoundError(f"{directory}: no reward model saved by repsafe here")
+    body = AutoModel.from_pretrained(directory / "body", dtype=dtype)
+    model = ScalarRewardModel(body)
+    head = load_file(directory / "head.safetensors")
+    model.head.load_state_dict(head)
+    return model.eval()

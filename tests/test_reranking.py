@@ -1,0 +1,132 @@
+"""Re-ranking samples: best-of-N, top-k, re-ranked pairs, Table 2 selections; R_h scores of text."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from repsafe_lib import reranking
+from repsafe_lib.datasets import PreferencePair
+from repsafe_lib.hidden_states import extract_hidden_states, format_conversation
+from repsafe_lib.judges import JudgeRecord
+from repsafe_lib.reward import HybridReward, HybridRewardConfig
+from repsafe_lib.sampling import ResponseRecord
+
+
+def record(prompt_id: str, index: int, text: str | None = None) -> ResponseRecord:
+    text = f"{prompt_id} answer {index}" if text is None else text
+    return ResponseRecord(prompt_id, index, text, len(text.split()), True, not text, 0, "sha")
+
+
+SAMPLES = [record("a", k) for k in range(4)] + [record("b", k) for k in range(4)]
+SCORES = [0.1, 2.0, -1.0, 0.5, 3.0, 3.0, -2.0, 1.0]  # b0 and b1 tie
+PROMPTS = {"a": "prompt a", "b": "prompt b"}
+
+
+def test_best_of_n_picks_the_argmax_per_prompt():
+    picked = reranking.best_of_n(SAMPLES, SCORES)
+    assert picked == [1, 4]  # ties go to the lower sample index
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        scores = torch.randn(len(SAMPLES), generator=generator).tolist()
+        expected = [
+            int(torch.tensor(scores[:4]).argmax()),
+            4 + int(torch.tensor(scores[4:]).argmax()),
+        ]
+        assert reranking.best_of_n(SAMPLES, scores) == expected
+
+
+def test_best_of_n_skips_empty_samples_but_answers_every_prompt():
+    samples = [record("a", 0, ""), record("a", 1), record("b", 0, ""), record("b", 1, "")]
+    assert reranking.best_of_n(samples, [9.0, 1.0, 5.0, 4.0]) == [1, 2]
+
+
+def test_top_k_takes_the_k_best_of_each_prompt():
+    assert reranking.top_k(SAMPLES, SCORES, 1) == [1, 4]
+    assert reranking.top_k(SAMPLES, SCORES, 2) == [1, 3, 4, 5]
+    assert sorted(reranking.top_k(SAMPLES, SCORES, 4)) == list(range(8))
+    with pytest.raises(ValueError, match="k must be"):
+        reranking.top_k(SAMPLES, SCORES, 0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rerank_pairs_pair_best_with_worst_never_a_sample_with_itself(k):
+    pairs = reranking.rerank_pairs(SAMPLES, SCORES, PROMPTS, k=k)
+    by_prompt = {p: [x for x in pairs if x.prompt == PROMPTS[p]] for p in PROMPTS}
+    assert all(len(found) == min(k, 2) for found in by_prompt.values())  # 4 samples: 2 pairs max
+    assert all(p.chosen != p.rejected for p in pairs)
+    assert (by_prompt["a"][0].chosen, by_prompt["a"][0].rejected) == ("a answer 1", "a answer 2")
+    if k >= 2:
+        assert (by_prompt["a"][1].chosen, by_prompt["a"][1].rejected) == (
+            "a answer 3",
+            "a answer 0",
+        )
+    score_of = {s.text: v for s, v in zip(SAMPLES, SCORES, strict=True)}
+    assert all(score_of[p.chosen] > score_of[p.rejected] for p in pairs)
+    assert len({p.pair_id for p in pairs}) == len(pairs)
+
+
+def test_rerank_pairs_skip_ties_identical_texts_and_empty_samples():
+    samples = [record("a", 0, "same"), record("a", 1, "same"), record("b", 0), record("b", 1)]
+    samples += [record("c", 0, ""), record("c", 1)]
+    prompts = {"a": "pa", "b": "pb", "c": "pc"}
+    pairs = reranking.rerank_pairs(samples, [2.0, 1.0, 1.0, 1.0, 5.0, 0.0], prompts, k=1)
+    assert pairs == []  # a: identical texts; b: equal scores; c: one non-empty sample
+
+
+def test_table2_rates_follow_the_selections():
+    samples = [
+        reranking.ScoredResponse("before", "red_team", p, k, f"{p}{k}", 3, False, h, r)
+        for p, rows in {"a": [(1.0, 0.0), (0.0, 1.0)], "b": [(0.0, 0.0), (2.0, 3.0)]}.items()
+        for k, (h, r) in enumerate(rows)
+    ]
+    unsafe = {"a0": True, "a1": False, "b0": True, "b1": False}
+    verdicts = [JudgeRecord("refusal", unsafe[s.text], (), "") for s in samples]
+    table = reranking.table2(
+        samples,
+        verdicts,
+        judge="refusal",
+        categories_available=False,
+        codes=("S1",),
+        ks=(1,),
+        num_samples=2,
+    ).set_index("selection")
+    assert table.loc["before: top-1-ours", "toxic_rate"] == 0.5  # a0 (unsafe), b1 (safe)
+    assert table.loc["before: top-1-rm", "toxic_rate"] == 0.0  # a1, b1
+    assert table.loc["before: sample-2", "toxic_rate"] == 0.5
+    assert table.loc["before: sample-2", "samples"] == 4
+    assert table.loc["before: top-1-ours", "S1"] == "unavailable"
+
+
+def test_train_prompts_are_distinct_and_seeded():
+    pairs = [PreferencePair(f"p{i}", f"prompt {i % 5}", "c", "r", ()) for i in range(12)]
+    prompts = reranking.train_prompts(pairs, None, seed=0)
+    assert [p.prompt for p in prompts] == [f"prompt {i}" for i in range(5)]
+    assert [p.prompt_id for p in prompts] == [f"p{i}" for i in range(5)]
+    assert reranking.train_prompts(pairs, 3, seed=1) == reranking.train_prompts(pairs, 3, seed=1)
+    assert len(reranking.train_prompts(pairs, 3, seed=1)) == 3
+
+
+def test_hybrid_reward_scores_equal_the_reward_of_extracted_states(tiny_model):
+    model, tokenizer = tiny_model.model, tiny_model.tokenizer
+    layers = tuple(range(1, model.config.num_hidden_layers + 1))
+    reward = HybridReward(HybridRewardConfig(layers, model.config.hidden_size))
+    with torch.no_grad():
+        reward.weight.copy_(
+            torch.randn(reward.weight.shape, generator=torch.Generator().manual_seed(1))
+        )
+    scores = reranking.hybrid_reward_scores(
+        model, tokenizer, PROMPTS, SAMPLES, reward, max_length=64, batch_size=3, progress=False
+    )
+    texts = [format_conversation(tokenizer, PROMPTS[s.prompt_id], s.text) for s in SAMPLES]
+    for i, text in enumerate(texts):  # one at a time, no padding
+        states = extract_hidden_states(
+            model,
+            tokenizer,
+            [text],
+            layers=list(layers),
+            max_length=64,
+            batch_size=1,
+            progress=False,
+        )
+        assert torch.allclose(scores[i], reward(states)[0], atol=1e-5)
