@@ -44,7 +44,8 @@ class ScalarRewardModel(nn.Module):
     def __init__(self, body: PreTrainedModel):
         super().__init__()
         self.body = body
-        self.head = nn.Linear(body.config.hidden_size, 1, dtype=torch.float32)
+        device = next(body.parameters()).device
+        self.head = nn.Linear(body.config.hidden_size, 1, dtype=torch.float32, device=device)
         nn.init.zeros_(self.head.weight)  # every response starts at reward 0: the loss at log 2
         nn.init.zeros_(self.head.bias)
 
