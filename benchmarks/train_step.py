@@ -654,11 +654,12 @@ def header(args, rows: list[dict], load_before: float) -> str:
         if measured
         else f"<= {args.length} tokens each"
     )
+    precision = "bf16 weights (NF4: 4-bit weights, bf16 compute)" if args.gpu else "fp32"
     return (
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
         f" {torch.get_num_threads()} torch threads, torch {torch.__version__}, device {device};"
         f" load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n"
-        f"{args.params}, {args.pairs} pairs x 2 sequences ({batch}), fp32,"
+        f"{args.params}, {args.pairs} pairs x 2 sequences ({batch}), {precision},"
         f" median of {args.repeats} steps after {args.warmup} warm-up"
     )
 

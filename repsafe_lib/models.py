@@ -277,9 +277,9 @@ def _weights_dir(spec: ModelParams, seed: int) -> tuple[Path | str, str]:
     model, _, fingerprint = _load_tiny(spec, torch.float32, seed)
     target = cache_root() / "tiny" / fingerprint.split(":")[1][:16]
     if not (target / "config.json").is_file():
-        staging = Path(tempfile.mkdtemp(prefix=".tiny.", dir=cache_root()))
-        model.save_pretrained(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tiny.", dir=target.parent))
+        model.save_pretrained(staging)
         try:
             staging.rename(target)
         except OSError:

@@ -109,3 +109,17 @@ def test_smollm2_from_gguf_matches_its_cached_copy():
     ids = loaded.tokenizer("Safety first.", return_tensors="pt")
     with torch.inference_mode():
         torch.testing.assert_close(loaded.model(**ids).logits, direct(**ids).logits)
+
+
+def test_nf4_tiny_reference_loads_into_a_cache_that_does_not_exist_yet(
+    tiny_model, tiny_params, tmp_path, monkeypatch
+):
+    # Found on a fresh GPU machine: the tiny weights' staging directory was made before the cache.
+    if not models.nf4_supported():
+        pytest.skip("bitsandbytes NF4 does not run here")
+    tiny_model.tokenizer.save_pretrained(tmp_path / "tokenizer")
+    spec = dataclasses.replace(tiny_params.model, tokenizer_source=str(tmp_path / "tokenizer"))
+    monkeypatch.setenv("REPSAFE_CACHE", str(tmp_path / "not" / "yet" / "made"))
+    reference = models.load_reference(spec, seed=tiny_params.seed, quantization="nf4")
+    assert reference.fingerprint.startswith("nf4:tiny-random:")
+    assert list((tmp_path / "not" / "yet" / "made" / "tiny").glob("*/config.json"))
