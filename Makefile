@@ -7,10 +7,11 @@ STAMP := $(VENV)/.repsafe-installed
 PYTEST_ARGS ?=
 TEST_OUTPUTS ?= $(CURDIR)/outputs/.test
 
-.PHONY: help install reproduce test lab lint clean
+.PHONY: help install reproduce report test lab lint clean
 
 help:
 	@echo "make reproduce [PROFILE=tiny|smol|paper]  run every notebook (default: smol) into outputs/<profile>/"
+	@echo "make report [PROFILE=...]                rebuild outputs/<profile>/report/index.html from existing artifacts"
 	@echo "make test                                unit tests + nbval over every notebook on the tiny profile"
 	@echo "make lab                                 JupyterLab on the suite's environment"
 	@echo "make lint                                ruff over the library, tests, benchmarks and notebooks"
@@ -32,6 +33,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 reproduce: install
 	$(BIN)/python -m repsafe_lib.pipeline --params params/$(PROFILE).yaml
+
+report: install
+	$(BIN)/python -m repsafe_lib.report --params params/$(PROFILE).yaml
 
 test: install
 	$(BIN)/ruff check repsafe_lib tests benchmarks scripts notebooks

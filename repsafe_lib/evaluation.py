@@ -18,6 +18,7 @@ coherently.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,30 +32,23 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
+from repsafe_lib import published
 from repsafe_lib.datasets import MMLU_LETTERS, EvalPrompt, MmluQuestion, subsample
 from repsafe_lib.hidden_states import pad_batch, position_ids_from_mask
 from repsafe_lib.judges import RESPONSE_CLASSES, JudgeRecord, XSTestRecord
 from repsafe_lib.models import DTYPES, LoadedModel, load_model, load_saved_policy, pick_device
 from repsafe_lib.plots import use_style
 from repsafe_lib.records import read_records
-from repsafe_lib.sampling import DecodingConfig, ResponseRecord, cached_responses
+from repsafe_lib.sampling import DecodingConfig, ResponseRecord, cached_responses, for_generation
 from repsafe_lib.seeding import stable_seed
 
-# Paper Table 1 (Llama2-7B rows): toxic rate in % per benchmark x judge, and the average of the
-# six cells (SPEC §2). SG = Llama-Guard-2, MJ = MD-Judge.
-PAPER_TABLE1 = {
-    "base": {"SG": (32.5, 31.9, 35.2), "MJ": (56.6, 22.2, 68.3), "average": 41.1},
-    "sft": {"SG": (19.2, 31.7, 29.6), "MJ": (29.2, 14.0, 44.3), "average": 28.0},
-    "dpo": {"SG": (17.5, 28.0, 27.3), "MJ": (29.5, 9.7, 42.7), "average": 25.7},
-    "rs_star": {"SG": (18.7, 22.1, 17.7), "MJ": (35.7, 13.4, 43.4), "average": 25.1},
-    "dpo_star": {"SG": (14.9, 16.1, 22.3), "MJ": (33.5, 7.5, 42.9), "average": 22.8},
-    "cdpo_star": {"SG": (13.7, 25.3, 18.0), "MJ": (27.6, 10.8, 32.8), "average": 21.4},
-    "online": {"SG": (6.9, 8.6, 13.5), "MJ": (26.6, 8.1, 38.9), "average": 17.1},
-}
-PAPER_BENCHMARKS = ("red_team", "do_not_answer", "salad_base")
-PAPER_JUDGES = {"llama_guard_2": "SG", "md_judge": "MJ"}
-# Paper Table 3 (appendix A.1): MMLU accuracy of Base, Vanilla-dpo and Ours.
-PAPER_MMLU = {"base": 0.45898, "dpo": 0.45947, "cdpo_star": 0.43476}
+# The paper's numbers live in `published`; these names are what this module compares against.
+PAPER_TABLE1, PAPER_BENCHMARKS, PAPER_JUDGES = (
+    published.TABLE1,
+    published.BENCHMARKS,
+    published.JUDGES,
+)
+PAPER_MMLU = published.MMLU
 POLICY_ORDER = ("base", "sft", "dpo", "cdpo", "rs_star", "dpo_star", "cdpo_star", "online")
 LLAMA_GUARD_2_CODES = tuple(f"S{i}" for i in range(1, 12))
 UNAVAILABLE = "unavailable"
@@ -137,6 +131,19 @@ def select_prompts(prompts: Sequence[EvalPrompt], limit: int | None, seed: int) 
     return [p for p in prompts if p.prompt_id in kept]
 
 
+def for_generation_of(loaded: LoadedModel | None, dtype_name: str | None) -> LoadedModel | None:
+    """`loaded`, or a copy decoding in `dtype_name` whose fingerprint says so (response caches
+    of the two never mix)."""
+    if loaded is None or dtype_name is None:
+        return loaded
+    model = for_generation(loaded.model, dtype_name)
+    if model is loaded.model:
+        return loaded
+    return dataclasses.replace(
+        loaded, model=model, fingerprint=f"{loaded.fingerprint}|{dtype_name}"
+    )
+
+
 def policy_responses(
     source: PolicySource,
     loaded: LoadedModel | None,
@@ -203,18 +210,21 @@ def collect_outputs(
     cache_dir: Path,
     batch_size: int,
     seed: int,
+    generation_dtype: str | None = None,
     progress: bool = True,
 ) -> PolicyOutputs:
-    """Load the policy once, generate (cached) and score MMLU, then let the model go."""
+    """Load the policy once, generate (cached; from a copy in `generation_dtype` if given) and
+    score MMLU (in the policy's own dtype), then let the model go."""
     loaded = load_policy(source, base_spec, seed=seed)
     options = {"decoding": decoding, "cache_dir": cache_dir, "batch_size": batch_size}
-    responses = policy_responses(source, loaded, prompt_sets, progress=progress, **options)
+    generator = for_generation_of(loaded, generation_dtype)
+    responses = policy_responses(source, generator, prompt_sets, progress=progress, **options)
     if loaded is None:
         return PolicyOutputs(responses, None, None)
     instructions = None
     if instruction_prompts:
         sets = {"instructions": instruction_prompts}
-        instructions = policy_responses(source, loaded, sets, progress=progress, **options)
+        instructions = policy_responses(source, generator, sets, progress=progress, **options)
         instructions = instructions["instructions"]
     mmlu = None
     if mmlu_questions:
@@ -589,6 +599,11 @@ XSTEST_COLOURS = {
     "partial_refusal": "#e0b300",
     "full_refusal": "#c0392b",
 }
+XSTEST_HATCHES = {
+    "full_compliance": "",
+    "partial_refusal": "...",
+    "full_refusal": "///",
+}  # grayscale
 
 
 def plot_xstest(shares: pd.DataFrame) -> plt.Figure:
@@ -604,7 +619,16 @@ def plot_xstest(shares: pd.DataFrame) -> plt.Figure:
         left = np.zeros(len(policies))
         for name in RESPONSE_CLASSES:
             widths = part[name].fillna(0).to_numpy()
-            ax.barh(policies, widths, left=left, color=XSTEST_COLOURS[name], label=name)
+            ax.barh(
+                policies,
+                widths,
+                left=left,
+                color=XSTEST_COLOURS[name],
+                hatch=XSTEST_HATCHES[name],
+                edgecolor="#333333",
+                linewidth=0,
+                label=name,
+            )
             left += widths
         ax.set_xlim(0, 1)
         ax.invert_yaxis()

@@ -292,7 +292,9 @@ class EvaluationParams:
     judges: any of `refusal` (offline pattern proxy: "toxic" = answered without refusal),
     `llama_guard_2` and `md_judge` (each needs its model block, loaded like `model`).
     prompts_per_benchmark caps each benchmark's prompts (a seeded choice, stratified by XSTest's
-    safe/unsafe label). Decoding is greedy unless `do_sample`. `reward_model` (a sequence
+    safe/unsafe label). Decoding is greedy unless `do_sample`; `generation_dtype` decodes from a
+    copy of each policy in that dtype (null: the policy's; MMLU is always scored in the policy's
+    dtype). `reward_model` (a sequence
     classifier) scores responses to `instruction_prompts` for Table 3; without it that column
     reads "unavailable".
     """
@@ -305,6 +307,7 @@ class EvaluationParams:
     prompts_per_benchmark: int | None = None
     max_new_tokens: int = 128
     batch_size: int = 8
+    generation_dtype: DtypeName | None = None
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
@@ -419,6 +422,35 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class ComputeParams:
+    """Fig 7: the extra cost per training sample of R_h (score + one refresh step, on states the
+    training forward already made) vs online sampling (generate `samples` responses of each
+    length in `new_tokens`, then score them with a reward model the policy's size), measured on
+    this machine as the median of `repeats` runs after a warm-up; and the analytic FLOP ratio for
+    Llama-2-7B over `analytic_new_tokens`."""
+
+    samples: int = 8
+    new_tokens: tuple[int, ...] = (32, 64, 128)
+    repeats: int = 3
+    reward_repeats: int = 200
+    analytic_new_tokens: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "repeats", "reward_repeats"):
+            _positive(getattr(self, name), name)
+        if self.samples < 2:
+            raise ValueError(
+                f"samples must be >= 2 (a refresh step needs a pair), got {self.samples}"
+            )
+        for name in ("new_tokens", "analytic_new_tokens"):
+            values = getattr(self, name)
+            if not values or any(v < 1 for v in values) or list(values) != sorted(set(values)):
+                raise ValueError(
+                    f"{name} must be increasing positive token counts, got {list(values)}"
+                )
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str
     seed: int
@@ -431,6 +463,7 @@ class Params:
     reward: RewardParams = field(default_factory=RewardParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    compute: ComputeParams = field(default_factory=ComputeParams)
     source_file: str = field(default="", compare=False)
 
     def fingerprint(self) -> str:

@@ -4,7 +4,8 @@ Only notebooks inside the repository's `notebooks/` directory are run. Executed 
 `outputs/<profile>/executed/`, and the wall time of each notebook to `outputs/<profile>/run_times.json`.
 A failing notebook stops the run with one line naming its cell and error (exit status 1); its executed
 copy, traceback included, is kept as `executed/NN_name.failed.ipynb`. An outputs directory that can't
-be written stops the run before any kernel starts.
+be written stops the run before any kernel starts. A run that completes ends by writing the HTML
+report, `outputs/<profile>/report/index.html` (`repsafe_lib.report`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from repsafe_lib.artifacts import atomic_path, write_json
 from repsafe_lib.params import ParamsError, load_params
 from repsafe_lib.paths import profile_dir, repo_root
+from repsafe_lib.report import build_report
 
 NOTEBOOK_NAME = re.compile(r"^\d{2}_[a-z0-9_]+\.ipynb$")
 
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[repsafe] {notebook.name} done in {times[notebook.stem]:.1f} s", flush=True)
     print(f"[repsafe] {params.profile}: {len(times)} notebooks in {sum(times.values()):.1f} s")
     record_run_times(profile_dir(params.profile) / "run_times.json", times)
+    print(f"[repsafe] report: {build_report(params)}")
     return 0
 
 

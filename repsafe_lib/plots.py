@@ -337,8 +337,17 @@ def plot_training_curves(runs: dict[str, list[dict]], window: int = 5) -> plt.Fi
                 continue
             steps = [m["step"] for m in rows]
             values = [m[key] for m in rows]
+            # vanilla DPO's lines carry squares so the runs stay apart in grayscale
+            marker = {"marker": "s", "markersize": 3, "markevery": max(1, len(steps) // 8)}
             ax.plot(steps, values, color=color, linestyle=style, linewidth=0.6, alpha=0.35)
-            ax.plot(steps, _smoothed(values, window), color=color, linestyle=style, label=label)
+            ax.plot(
+                steps,
+                _smoothed(values, window),
+                color=color,
+                linestyle=style,
+                label=label,
+                **(marker if run == "dpo" else {}),
+            )
         ax.set_ylabel(labels[position])
         ax.set_xlabel("step")
         if ax.lines:

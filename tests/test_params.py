@@ -140,6 +140,19 @@ BAD_PARAMS = [
         "sampling.reward_model",
         "learning_rate",
     ),
+    ("one Fig 7 sample", lambda r: r["compute"].update(samples=1), "compute", "samples"),
+    (
+        "unsorted Fig 7 lengths",
+        lambda r: r["compute"].update(new_tokens=[8, 4]),
+        "compute",
+        "increasing",
+    ),
+    (
+        "Fig 7 without lengths",
+        lambda r: r["compute"].update(analytic_new_tokens=[]),
+        "compute",
+        "[]",
+    ),
 ]
 
 

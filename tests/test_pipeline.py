@@ -53,18 +53,36 @@ EXPECTED = [
     "06_evaluation/table3.csv",
     "06_evaluation/fig4_xstest.png",
     "06_evaluation/manifest.json",
+    "07_compute/fig7_measured.csv",
+    "07_compute/fig7_analytic.csv",
+    "07_compute/fig7_compute.pdf",
+    "08_results/results.json",
+    "08_results/table1.tex",
+    "08_results/table1_paper.tex",
+    "08_results/table2_paper.csv",
+    "08_results/fig7.png",
+    "08_results/fig1_controls.md",
+    "report/index.html",
     "executed/00_data.ipynb",
     "executed/01_representations.ipynb",
+    "executed/08_results.ipynb",
 ]
 
 
 DETERMINISTIC = ("*.csv", "*.md", "*.jsonl", "*.png", "*.pdf", "*.safetensors")
+# Fig 7's measured seconds (and the figure drawn from them) are the only timings in a table.
+TIMED = ("07_compute/fig7_measured.*", "07_compute/fig7_compute.*", "08_results/fig7_measured.*")
+TIMED += ("08_results/fig7.png", "08_results/fig7.pdf")
 
 
 def artifact_bytes(root) -> dict[str, bytes]:
     """Every deterministic artifact's bytes; training logs without their wall-clock fields."""
+    timed = {p for pattern in TIMED for p in root.glob(pattern)}
     files = [
-        p for pattern in DETERMINISTIC for p in root.rglob(pattern) if "executed" not in p.parts
+        p
+        for pattern in DETERMINISTIC
+        for p in root.rglob(pattern)
+        if "executed" not in p.parts and p not in timed
     ]
     return {
         str(p.relative_to(root)): without_timing(p) if p.name == "metrics.jsonl" else p.read_bytes()

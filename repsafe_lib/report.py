@@ -1,0 +1,202 @@
+"""One self-contained HTML page with every table and figure of a profile's run:
+`python -m repsafe_lib.report --params FILE` (`make report`) writes `outputs/<profile>/report/index.html`.
+
+It only reads artifacts (nothing is rerun), so it takes seconds and shows "not yet run" for the
+parts whose notebooks have not run. Figures are embedded as PNG data, so the page can be mailed
+or archived alone; the links to the source files and executed notebooks are relative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from repsafe_lib import results
+from repsafe_lib.artifacts import write_text
+from repsafe_lib.params import ParamsError, load_params
+from repsafe_lib.paths import profile_dir
+
+REPORT_DIR = "report"
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-top: 1px solid #ccc; padding-top: 0.8em; }
+table { border-collapse: collapse; margin: 0.4em 0 0.8em; font-size: 12px; }
+th, td { border-bottom: 1px solid #ddd; padding: 2px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.pair { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+.pair > div { overflow-x: auto; max-width: 100%; }
+.source, .note { color: #555; font-size: 12px; }
+.missing { color: #a33; font-weight: 600; }
+img { max-width: 100%; border: 1px solid #eee; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 12px; }
+nav a { margin-right: 0.8em; }
+"""
+
+
+def _frame_html(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}", border=0)
+
+
+def _link(path: Path | str, text: str | None = None) -> str:
+    href = html.escape(f"../{path}")
+    return f'<a href="{href}">{html.escape(text or str(path))}</a>'
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def item_html(item: results.Item) -> str:
+    """An item's section: our tables (source file under each), the paper's beside them, the
+    figure; or which notebook to run."""
+    spec = item.spec
+    parts = [f'<h2 id="{spec.key}">{html.escape(spec.title)}</h2>']
+    if not item.ran:
+        missing = ", ".join(html.escape(m) for m in item.missing)
+        parts.append(
+            f'<p class="missing">not yet run: run notebook {spec.producer} (missing: {missing})</p>'
+        )
+    ours = [
+        f"<div><h3>This run: {html.escape(t.caption)}</h3>{_frame_html(t.frame)}"
+        f'<p class="source">source: {_link(t.source)}</p></div>'
+        for t in item.tables
+    ]
+    paper = item.paper_table()
+    theirs = [f'<div><h3>Paper</h3><p class="note">{html.escape(spec.paper_note)}</p>']
+    theirs.append((_frame_html(paper) if paper is not None else "") + "</div>")
+    parts.append(f'<div class="pair">{"".join(ours)}{"".join(theirs)}</div>')
+    if item.figure is not None:
+        source = Path(spec.figure)
+        parts.append(_image(item.figure, spec.title))
+        pdf = source.with_suffix(".pdf")
+        parts.append(f'<p class="source">source: {_link(source)} ({_link(pdf, "PDF")})</p>')
+    return "\n".join(parts)
+
+
+def _manifests(outputs: Path) -> dict[str, dict]:
+    found = {}
+    for path in sorted(outputs.glob("*/manifest.json")):
+        found[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def _run_times(outputs: Path) -> dict[str, float]:
+    path = outputs / "run_times.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def notebooks_table(outputs: Path, notebooks: list[str]) -> pd.DataFrame:
+    """Per notebook: its wall time in the last pipeline run, the commit and seed its manifest
+    recorded, and the executed copy (relative links, rendered as HTML)."""
+    times, manifests = _run_times(outputs), _manifests(outputs)
+    rows = []
+    for name in notebooks:
+        manifest = manifests.get(name, {})
+        executed = outputs / "executed" / f"{name}.ipynb"
+        rows.append(
+            {
+                "notebook": name,
+                "wall time (s)": times.get(name),
+                "git commit": (manifest.get("git_commit") or "–")[:10],
+                "seed": str(manifest.get("seed", "–")),
+                "executed copy": _link(f"executed/{name}.ipynb", "notebook")
+                if executed.is_file()
+                else "not yet run",
+            }
+        )
+    if "total" in times:
+        rows.append({"notebook": "total", "wall time (s)": times["total"], "seed": ""})
+    return pd.DataFrame(rows)
+
+
+def run_html(outputs: Path, params, notebooks: list[str]) -> str:
+    """The run: profile, params (file text and hash), versions, and per-notebook times."""
+    manifests = _manifests(outputs)
+    latest = manifests[max(manifests)] if manifests else {}
+    hashes = {m.get("params_hash") for m in manifests.values()}
+    stale = hashes - {params.fingerprint()}
+    warning = (
+        '<p class="missing">Some notebooks ran with other params than the file below '
+        f"(params hashes {', '.join(sorted(map(str, hashes)))}); rerun them.</p>"
+        if stale
+        else ""
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in latest.get("versions", {}).items())
+    table = notebooks_table(outputs, notebooks).to_html(
+        index=False, escape=False, na_rep="–", border=0
+    )
+    params_text = Path(params.source_file).read_text(encoding="utf-8")
+    return (
+        f"<h2 id='run'>Run</h2><p>profile <b>{html.escape(params.profile)}</b>, seed {params.seed},"
+        f" params hash {params.fingerprint()}; python {html.escape(latest.get('python', '–'))}"
+        f" on {html.escape(latest.get('machine', '–'))}; {html.escape(versions)}</p>{warning}"
+        f"{table}<details><summary>params: {html.escape(params.source_file)}</summary>"
+        f"<pre>{html.escape(params_text)}</pre></details>"
+    )
+
+
+def judge_note(outputs: Path) -> str:
+    manifest = _manifests(outputs).get("06_evaluation", {})
+    if "refusal_proxy" not in manifest.get("judges", []):
+        return ""
+    return (
+        '<p class="note">Safety verdicts here come from the offline refusal proxy: a response'
+        ' counts as "toxic" when it answers without a refusal phrase. It measures refusal, not'
+        " harm, and is not comparable with the paper's Llama-Guard-2 / MD-Judge numbers.</p>"
+    )
+
+
+def report_html(outputs: Path, params, notebooks: list[str]) -> str:
+    items = results.gather(outputs)
+    nav = " ".join(
+        f'<a href="#{i.spec.key}">{html.escape(i.spec.title.split(":")[0])}</a>' for i in items
+    )
+    body = "\n".join(item_html(item) for item in items)
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>repsafe report: {html.escape(params.profile)}</title>"
+        f"<style>{STYLE}</style></head><body>"
+        f"<h1>repsafe: results of the {html.escape(params.profile)} profile</h1>"
+        f"<nav><a href='#run'>Run</a> {nav}</nav>{judge_note(outputs)}"
+        f"{run_html(outputs, params, notebooks)}\n{body}</body></html>\n"
+    )
+
+
+def build_report(params, notebooks: list[str] | None = None) -> Path:
+    """Write `outputs/<profile>/report/index.html` from the artifacts there; returns its path."""
+    from repsafe_lib.pipeline import numbered_notebooks
+
+    outputs = profile_dir(params.profile)
+    notebooks = notebooks or [nb.stem for nb in numbered_notebooks()]
+    return write_text(outputs / REPORT_DIR / "index.html", report_html(outputs, params, notebooks))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params/smol.yaml", help="params YAML file")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+    except ParamsError as error:
+        print(f"[repsafe] {error}", file=sys.stderr)
+        return 2
+    if not profile_dir(params.profile).is_dir():
+        print(
+            f"[repsafe] nothing to report: {profile_dir(params.profile)} does not exist;"
+            f" run `make reproduce PROFILE={params.profile}` first",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"[repsafe] report: {build_report(params)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

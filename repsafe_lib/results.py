@@ -1,0 +1,281 @@
+"""The paper's tables and figures, gathered from one profile's artifacts (notebook 08, the report).
+
+Nothing here computes a result: every table is read from a file that an earlier notebook wrote in
+that run, and each item keeps the list of those files so a reader can trace every number. An item
+whose files are absent is "not yet run" and names the notebook that makes them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from repsafe_lib import published
+from repsafe_lib.artifacts import write_json, write_table
+
+METRIC_COLUMNS = ("precision_unsafe_mean", "recall_unsafe_mean", "accuracy_mean", "auroc_mean")
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """One table of ours: a CSV written by `producer` (a glob pattern relative to the profile's
+    outputs, for names that depend on the run, e.g. the judge), optionally cut to `columns`."""
+
+    caption: str
+    pattern: str
+    columns: tuple[str, ...] | None = None
+    name: str = ""  # file-name suffix in notebook 08's output; "" = the item's key alone
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    key: str
+    title: str
+    producer: str
+    tables: tuple[TableSource, ...] = ()
+    figure: str | None = None  # PNG relative to the profile's outputs; a PDF sits beside it
+    paper: Callable[[], pd.DataFrame] | None = None
+    paper_note: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    caption: str
+    source: Path  # relative to the profile's outputs
+    frame: pd.DataFrame
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    spec: ItemSpec
+    tables: list[Table] = field(default_factory=list)
+    figure: Path | None = None  # absolute
+    missing: list[str] = field(default_factory=list)  # patterns with no file behind them
+
+    @property
+    def ran(self) -> bool:
+        return not self.missing
+
+    @property
+    def sources(self) -> list[Path]:
+        """Every file this item's numbers and figure come from, relative to the outputs."""
+        figure = [Path(self.spec.figure)] if self.figure else []
+        return [t.source for t in self.tables] + figure
+
+    def paper_table(self) -> pd.DataFrame | None:
+        return self.spec.paper() if self.spec.paper else None
+
+
+def _layer_metrics(name: str) -> tuple[str, ...]:
+    return (name, *METRIC_COLUMNS)
+
+
+SPECS = (
+    ItemSpec(
+        "fig2",
+        "Fig 2: PCA + KDE of safe vs unsafe last-token states",
+        "01_representations",
+        (TableSource("separation per layer", "01_representations/pca_separation.csv"),),
+        "01_representations/pca_kde.png",
+        paper_note=published.FIGURE_NOTES["fig2"],
+    ),
+    ItemSpec(
+        "fig1",
+        "Fig 1: per-layer probe precision, the hybrid reward and two text-only controls",
+        "03_hybrid_reward",
+        (
+            TableSource(
+                "hybrid reward",
+                "03_hybrid_reward/hybrid_metrics.csv",
+                _layer_metrics("model"),
+                "hybrid_reward",
+            ),
+            TableSource(
+                "controls", "02_probes/control_metrics.csv", _layer_metrics("control"), "controls"
+            ),
+            TableSource(
+                "probe per layer", "02_probes/probe_metrics.csv", _layer_metrics("layer"), "probes"
+            ),
+        ),
+        "03_hybrid_reward/fig1_probes.png",
+        paper_note=published.FIGURE_NOTES["fig1"],
+    ),
+    ItemSpec(
+        "fig6",
+        "Fig 6: reward strategies (oracle best layer, worst, last, random, gated)",
+        "03_hybrid_reward",
+        (TableSource("pairwise accuracy", "03_hybrid_reward/fig6_strategies.csv"),),
+        "03_hybrid_reward/fig6_strategies.png",
+        paper_note=published.FIGURE_NOTES["fig6"],
+    ),
+    ItemSpec(
+        "fig5",
+        "Fig 5: rewards during training (SFT, vanilla DPO, cDPO)",
+        "04_training",
+        (
+            TableSource("last steps of each run", "04_training/run_summary.csv", name="runs"),
+            TableSource(
+                "held-out implicit reward",
+                "04_training/held_out_implicit_reward.csv",
+                name="held_out",
+            ),
+        ),
+        "04_training/fig5_training_curves.png",
+        paper_note=published.FIGURE_NOTES["fig5"],
+    ),
+    ItemSpec(
+        "table1",
+        "Table 1: toxic rate by policy, benchmark and judge",
+        "06_evaluation",
+        (TableSource("toxic rate, % [95% CI]", "06_evaluation/table1.csv"),),
+        paper=published.table1,
+        paper_note="Paper, Llama2-7B rows: toxic rate (%), SG = Llama-Guard-2, MJ = MD-Judge.",
+    ),
+    ItemSpec(
+        "table2",
+        "Table 2: unsafe categories and toxic rate of the top-k samples, R_h vs a reward model",
+        "05_sampling",
+        (
+            TableSource(
+                "top-k by R_h (ours) and by the reward model (rm)", "05_sampling/table2_*.csv"
+            ),
+        ),
+        "05_sampling/table2_toxic_rate.png",
+        paper=published.table2,
+        paper_note="Paper, Llama2-7B, 8 samples per prompt: toxic rate (%) and, for sample-8,"
+        " category shares (%); the other category cells are not legible in the paper's text.",
+    ),
+    ItemSpec(
+        "fig4",
+        "Fig 4: XSTest compliance and refusal on safe and unsafe prompts",
+        "06_evaluation",
+        (TableSource("shares", "06_evaluation/fig4_xstest.csv"),),
+        "06_evaluation/fig4_xstest.png",
+        paper_note=published.FIGURE_NOTES["fig4"],
+    ),
+    ItemSpec(
+        "table3",
+        "Table 3: over-alignment (MMLU, general reward model)",
+        "06_evaluation",
+        (TableSource("MMLU accuracy and general reward", "06_evaluation/table3.csv"),),
+        paper=published.table3,
+        paper_note="Paper, Llama2-7B (appendix A.1); 'cdpo_star' is the paper's 'Ours'.",
+    ),
+    ItemSpec(
+        "fig7",
+        "Fig 7: extra compute per training sample, ours vs online sampling",
+        "07_compute",
+        (
+            TableSource(
+                "measured on this machine", "07_compute/fig7_measured.csv", name="measured"
+            ),
+            TableSource("analytic, Llama-2-7B", "07_compute/fig7_analytic.csv", name="analytic"),
+        ),
+        "07_compute/fig7_compute.png",
+        paper_note=published.FIGURE_NOTES["fig7"],
+    ),
+)
+
+
+def _read_table(outputs: Path, source: TableSource) -> Table | None:
+    matches = sorted(outputs.glob(source.pattern))
+    if not matches:
+        return None
+    frames = [pd.read_csv(path) for path in matches]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if source.columns:
+        frame = frame[[c for c in source.columns if c in frame.columns]]
+    return Table(source.caption, matches[0].relative_to(outputs), frame, source.name)
+
+
+def gather_item(outputs: Path, spec: ItemSpec) -> Item:
+    """One paper item from the files under `outputs` (a profile's outputs directory)."""
+    tables, missing = [], []
+    for source in spec.tables:
+        table = _read_table(outputs, source)
+        if table is None:
+            missing.append(source.pattern)
+        else:
+            tables.append(table)
+    figure = outputs / spec.figure if spec.figure else None
+    if figure is not None and not figure.is_file():
+        missing.append(spec.figure)
+        figure = None
+    return Item(spec, tables, figure, missing)
+
+
+def gather(outputs: Path) -> list[Item]:
+    """Every paper item in the paper's order of discussion (see `SPECS`)."""
+    return [gather_item(Path(outputs), spec) for spec in SPECS]
+
+
+def write_item(item: Item, directory: Path) -> list[Path]:
+    """Our tables (CSV + Markdown + LaTeX), the paper's beside them, and the figure (PNG + PDF,
+    copied unchanged) under `directory`, named after the item."""
+    written = []
+    for table in item.tables:
+        name = f"{item.spec.key}_{table.name}" if table.name else item.spec.key
+        written += write_table(table.frame, directory / name, latex=True)
+    paper = item.paper_table()
+    if paper is not None:
+        written += write_table(paper, directory / f"{item.spec.key}_paper", latex=True)
+    if item.figure is not None:
+        for suffix in (".png", ".pdf"):
+            target = directory / f"{item.spec.key}{suffix}"
+            shutil.copyfile(item.figure.with_suffix(suffix), target)
+            written.append(target)
+    return written
+
+
+def write_index(items: list[Item], directory: Path) -> Path:
+    """`results.json`: per item its title, the notebook that makes it, whether it ran, and the
+    source files behind it (relative to the profile's outputs)."""
+    index = [
+        {
+            "key": item.spec.key,
+            "title": item.spec.title,
+            "producer": item.spec.producer,
+            "ran": item.ran,
+            "sources": [str(p) for p in item.sources],
+            "missing": item.missing,
+        }
+        for item in items
+    ]
+    return write_json(directory / "results.json", index)
+
+
+def overview(items: list[Item]) -> pd.DataFrame:
+    """One row per paper item: which notebook makes it, whether it ran, its source files."""
+    return pd.DataFrame(
+        [
+            {
+                "item": item.spec.title.split(":")[0],
+                "notebook": item.spec.producer,
+                "status": "ran" if item.ran else "not yet run",
+                "sources": ", ".join(map(str, item.sources)) or "-",
+            }
+            for item in items
+        ]
+    )
+
+
+def show(item: Item) -> None:
+    """Display an item in a notebook: our tables with their sources, the paper's, the figure."""
+    from IPython.display import Image, Markdown, display
+
+    display(Markdown(f"### {item.spec.title}"))
+    if not item.ran:
+        display(Markdown(f"**not yet run**: run notebook {item.spec.producer} first"))
+    for table in item.tables:
+        display(Markdown(f"This run, {table.caption} (`{table.source}`):"), table.frame)
+    display(Markdown(f"Paper: {item.spec.paper_note}"))
+    paper = item.paper_table()
+    if paper is not None:
+        display(paper)
+    if item.figure is not None:
+        display(Image(filename=str(item.figure)))

@@ -1,0 +1,104 @@
+"""Notebook 08's gathering of the paper's tables and figures, the paper's numbers beside them, and
+the HTML report, opened in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from headless_chromium import check_page, chromium_paths
+
+from repsafe_lib import paths, published, report, results
+from repsafe_lib.params import load_params
+
+LINK = re.compile(r'href="\.\./([^"#]+)"')
+
+
+def test_published_table1_averages_are_the_mean_of_their_six_cells():
+    # A transcription check: the paper's Avg column is the mean of the six SG/MJ cells, cut to
+    # one decimal (its DPO, RS* and DPO* averages are truncated, not rounded: 25.78 -> 25.7).
+    for policy, cells in published.TABLE1.items():
+        mean = (sum(cells["SG"]) + sum(cells["MJ"])) / 6
+        assert cells["average"] - 0.051 < mean < cells["average"] + 0.1, policy
+    table = published.table1()
+    assert list(table.columns[1:4]) == [f"{b} · SG" for b in published.BENCHMARKS]
+    assert table.set_index("policy").loc["cdpo_star", "average"] == 21.4
+
+
+def test_published_table2_and_table3_shapes():
+    table2 = published.table2()
+    assert len(table2) == 14 and table2["toxic_rate"].between(0, 100).all()
+    sample8 = table2[table2["selection"].str.endswith("sample-8")]
+    assert sample8[[f"S{i}" for i in range(1, 12)]].notna().all().all()
+    assert table2.loc[table2["selection"] == "after: top-1-rm", "toxic_rate"].item() == 7.0
+    assert published.table3().set_index("policy").loc["base", "MMLU"] == 0.45898
+
+
+@pytest.mark.slow
+def test_gathered_items_come_from_the_run_files_and_are_written_unchanged(tiny_run, tmp_path):
+    items = results.gather(tiny_run)
+    assert [i.spec.key for i in items] == [s.key for s in results.SPECS]
+    assert all(item.ran for item in items), [(i.spec.key, i.missing) for i in items]
+    for item in items:
+        for table in item.tables:
+            source = pd.read_csv(tiny_run / table.source)
+            assert table.frame.equals(source[list(table.frame.columns)]), table.source
+        written = results.write_item(item, tmp_path)
+        if item.figure is not None:
+            copied = tmp_path / f"{item.spec.key}.png"
+            assert copied in written and copied.read_bytes() == item.figure.read_bytes()
+    executed = tiny_run / "08_results"
+    assert {p.name for p in executed.iterdir()} >= {p.name for p in tmp_path.iterdir()}
+
+
+def test_missing_artifacts_show_as_not_yet_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPSAFE_OUTPUTS", str(tmp_path))
+    params = load_params("params/tiny.yaml")
+    (tmp_path / "tiny").mkdir()
+    items = results.gather(tmp_path / "tiny")
+    assert not any(item.ran for item in items)
+    assert results.overview(items)["status"].eq("not yet run").all()
+    page = report.build_report(params).read_text(encoding="utf-8")
+    assert "not yet run: run notebook 06_evaluation" in page
+    assert "not yet run: run notebook 07_compute" in page
+
+
+def test_report_on_a_missing_profile_says_what_to_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPSAFE_OUTPUTS", str(tmp_path))
+    assert report.main(["--params", "params/tiny.yaml"]) == 1
+    assert "make reproduce PROFILE=tiny" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_rebuilds_from_artifacts_and_lists_every_source(tiny_run, monkeypatch):
+    page_path = tiny_run / "report" / "index.html"
+    built_by_pipeline = page_path.read_bytes()
+    monkeypatch.setenv("REPSAFE_OUTPUTS", str(tiny_run.parent))
+    assert report.main(["--params", "params/tiny.yaml"]) == 0
+    assert page_path.read_bytes() == built_by_pipeline  # nothing reran: same artifacts, same page
+    page = built_by_pipeline.decode("utf-8")
+    links = LINK.findall(page)
+    assert all((tiny_run / link).is_file() for link in links), links
+    for item in results.gather(tiny_run):
+        assert all(str(source) in links for source in item.sources), item.spec.key
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == sum(
+        spec.figure is not None for spec in results.SPECS
+    )
+    assert "executed/08_results.ipynb" in links and "not yet run" not in page
+
+
+@pytest.mark.slow
+def test_report_loads_in_headless_chromium_without_errors(tiny_run):
+    if chromium_paths() is None:
+        pytest.skip("Chromium/chromedriver not installed: apt-get install chromium chromium-driver")
+    pytest.importorskip("selenium", reason="selenium is not installed: pip install -e '.[dev]'")
+    screenshot = paths.outputs_root() / "report-tiny-screenshot.png"
+    check = check_page(tiny_run / "report" / "index.html", screenshot)
+    assert check.console_errors == []
+    assert check.images == sum(spec.figure is not None for spec in results.SPECS)
+    assert check.broken_images == []
+    assert check.title == "repsafe report: tiny"
+    assert screenshot.is_file() and screenshot.stat().st_size > 10_000
+    assert Path(check.screenshot) == screenshot
