@@ -182,26 +182,31 @@ SPECS = (
 )
 
 
-def _read_table(outputs: Path, source: TableSource) -> Table | None:
+def _read_tables(outputs: Path, source: TableSource) -> list[Table]:
+    """One table per file matching the source's pattern (several when the name depends on the
+    run, e.g. one Table 2 per judge), each naming its own file."""
     matches = sorted(outputs.glob(source.pattern))
-    if not matches:
-        return None
-    frames = [pd.read_csv(path) for path in matches]
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if source.columns:
-        frame = frame[[c for c in source.columns if c in frame.columns]]
-    return Table(source.caption, matches[0].relative_to(outputs), frame, source.name)
+    tables = []
+    for path in matches:
+        frame = pd.read_csv(path)
+        if source.columns:
+            frame = frame[[c for c in source.columns if c in frame.columns]]
+        caption, name = source.caption, source.name
+        if len(matches) > 1:
+            varying = path.stem.removeprefix(Path(source.pattern).name.split("*")[0])
+            caption, name = f"{caption} ({varying})", "_".join(filter(None, [name, varying]))
+        tables.append(Table(caption, path.relative_to(outputs), frame, name))
+    return tables
 
 
 def gather_item(outputs: Path, spec: ItemSpec) -> Item:
     """One paper item from the files under `outputs` (a profile's outputs directory)."""
     tables, missing = [], []
     for source in spec.tables:
-        table = _read_table(outputs, source)
-        if table is None:
+        found = _read_tables(outputs, source)
+        tables += found
+        if not found:
             missing.append(source.pattern)
-        else:
-            tables.append(table)
     figure = outputs / spec.figure if spec.figure else None
     if figure is not None and not figure.is_file():
         missing.append(spec.figure)

@@ -65,6 +65,25 @@ def test_missing_artifacts_show_as_not_yet_run(tmp_path, monkeypatch):
     assert "not yet run: run notebook 07_compute" in page
 
 
+def test_a_table_per_judge_keeps_its_own_source(tmp_path):
+    sampling = tmp_path / "05_sampling"
+    sampling.mkdir()
+    for judge, rate in (("llama_guard_2", 0.2), ("md_judge", 0.3)):
+        pd.DataFrame({"selection": ["top-1-ours"], "toxic_rate": [rate]}).to_csv(
+            sampling / f"table2_{judge}.csv", index=False
+        )
+    spec = next(s for s in results.SPECS if s.key == "table2")
+    item = results.gather_item(tmp_path, spec)
+    assert [str(t.source) for t in item.tables] == [
+        "05_sampling/table2_llama_guard_2.csv",
+        "05_sampling/table2_md_judge.csv",
+    ]
+    assert [t.frame["toxic_rate"].item() for t in item.tables] == [0.2, 0.3]
+    assert item.missing == ["05_sampling/table2_toxic_rate.png"]
+    written = {p.name for p in results.write_item(item, tmp_path / "out")}
+    assert {"table2_llama_guard_2.csv", "table2_md_judge.csv"} <= written
+
+
 def test_report_on_a_missing_profile_says_what_to_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("REPSAFE_OUTPUTS", str(tmp_path))
     assert report.main(["--params", "params/tiny.yaml"]) == 1
