@@ -156,6 +156,30 @@ class ScoredResponse:
     reward_model: float
 
 
+def scored_responses(
+    stage: str,
+    samples_by_set: Mapping[str, Sequence[ResponseRecord]],
+    hybrid_scores: Mapping[str, Sequence[float]],
+    reward_model_scores: Mapping[str, Sequence[float]],
+) -> list[ScoredResponse]:
+    """Table 2's rows for one stage: every sample of each benchmark with its two scores."""
+    return [
+        ScoredResponse(
+            stage,
+            name,
+            s.prompt_id,
+            s.sample_index,
+            s.text,
+            s.num_tokens,
+            s.empty,
+            float(h),
+            float(r),
+        )
+        for name, samples in samples_by_set.items()
+        for s, h, r in zip(samples, hybrid_scores[name], reward_model_scores[name], strict=True)
+    ]
+
+
 def table2_selections(
     samples: Sequence[ScoredResponse], ks: Sequence[int], num_samples: int
 ) -> dict[str, list[int]]:

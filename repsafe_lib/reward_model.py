@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +158,29 @@ def score_responses(
     for batch in tqdm(batches, desc="reward model scores", disable=not progress):
         scores[batch] = _rewards(model, [token_ids[i] for i in batch], tokenizer.pad_token_id).cpu()
     return scores
+
+
+def score_samples(
+    model: ScalarRewardModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_text: Mapping[str, str],
+    samples_by_set: Mapping[str, Sequence],
+    *,
+    max_length: int,
+    batch_size: int,
+) -> dict[str, torch.Tensor]:
+    """Reward of every sample (anything with `prompt_id` and `text`) of each named set."""
+    return {
+        name: score_responses(
+            model,
+            tokenizer,
+            [prompt_text[s.prompt_id] for s in samples],
+            [s.text for s in samples],
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+        for name, samples in samples_by_set.items()
+    }
 
 
 def pair_accuracy(
