@@ -45,12 +45,12 @@ from pathlib import Path
 import torch
 import transformers
 
+from repsafe_lib.compute_cost import random_hybrid_reward
 from repsafe_lib.datasets import EvalPrompt, load_configured
 from repsafe_lib.hidden_states import format_prompt
 from repsafe_lib.losses import margin_bt_loss
 from repsafe_lib.models import LoadedModel, load_model
 from repsafe_lib.params import load_params
-from repsafe_lib.reward import HybridReward, HybridRewardConfig
 from repsafe_lib.reward_model import ScalarRewardModel, score_responses
 from repsafe_lib.sampling import ResponseRecord, generate_responses
 
@@ -232,21 +232,9 @@ def time_online(loaded, reward_model, prompts, args) -> dict:
     return {**out, "responses": rounds[-1]["responses"], "tokens": rounds[-1]["tokens"]}
 
 
-def random_reward(num_layers: int, hidden: int, seed: int) -> HybridReward:
-    """An R_h of the policy's shape; its cost does not depend on the values of its weights."""
-    generator = torch.Generator().manual_seed(seed)
-    reward = HybridReward(
-        HybridRewardConfig(layers=tuple(range(1, num_layers + 1)), hidden_size=hidden)
-    )
-    with torch.no_grad():
-        for tensor in (reward.weight, reward.bias, reward.gate_weight):
-            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.05)
-    return reward
-
-
 def time_rh_round(num_layers: int, hidden: int, pairs: int, args, seed: int) -> dict:
     """R_h on the 2B states of a batch (no grad), one refresh step on its B pairs, and both."""
-    reward = random_reward(num_layers, hidden, seed)
+    reward = random_hybrid_reward(num_layers, hidden, seed)
     generator = torch.Generator().manual_seed(seed + 1)
     states = torch.randn(2 * pairs, num_layers, hidden, generator=generator)
     optimiser = torch.optim.AdamW(

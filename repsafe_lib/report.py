@@ -92,10 +92,12 @@ def _run_times(outputs: Path) -> dict[str, float]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def notebooks_table(outputs: Path, notebooks: list[str]) -> pd.DataFrame:
+def notebooks_table(
+    outputs: Path, manifests: dict[str, dict], notebooks: list[str]
+) -> pd.DataFrame:
     """Per notebook: its wall time in the last pipeline run, the commit and seed its manifest
     recorded, and the executed copy (relative links, rendered as HTML)."""
-    times, manifests = _run_times(outputs), _manifests(outputs)
+    times = _run_times(outputs)
     rows = []
     for name in notebooks:
         manifest = manifests.get(name, {})
@@ -116,9 +118,8 @@ def notebooks_table(outputs: Path, notebooks: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_html(outputs: Path, params, notebooks: list[str]) -> str:
+def run_html(outputs: Path, manifests: dict[str, dict], params, notebooks: list[str]) -> str:
     """The run: profile, params (file text and hash), versions, and per-notebook times."""
-    manifests = _manifests(outputs)
     latest = manifests[max(manifests)] if manifests else {}
     hashes = {m.get("params_hash") for m in manifests.values()}
     stale = hashes - {params.fingerprint()}
@@ -129,7 +130,7 @@ def run_html(outputs: Path, params, notebooks: list[str]) -> str:
         else ""
     )
     versions = ", ".join(f"{k} {v}" for k, v in latest.get("versions", {}).items())
-    table = notebooks_table(outputs, notebooks).to_html(
+    table = notebooks_table(outputs, manifests, notebooks).to_html(
         index=False, escape=False, na_rep="–", border=0
     )
     params_text = Path(params.source_file).read_text(encoding="utf-8")
@@ -142,8 +143,8 @@ def run_html(outputs: Path, params, notebooks: list[str]) -> str:
     )
 
 
-def judge_note(outputs: Path) -> str:
-    manifest = _manifests(outputs).get("06_evaluation", {})
+def judge_note(manifests: dict[str, dict]) -> str:
+    manifest = manifests.get("06_evaluation", {})
     if "refusal_proxy" not in manifest.get("judges", []):
         return ""
     return (
@@ -154,7 +155,7 @@ def judge_note(outputs: Path) -> str:
 
 
 def report_html(outputs: Path, params, notebooks: list[str]) -> str:
-    items = results.gather(outputs)
+    items, manifests = results.gather(outputs), _manifests(outputs)
     nav = " ".join(
         f'<a href="#{i.spec.key}">{html.escape(i.spec.title.split(":")[0])}</a>' for i in items
     )
@@ -164,8 +165,8 @@ def report_html(outputs: Path, params, notebooks: list[str]) -> str:
         f"<title>repsafe report: {html.escape(params.profile)}</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<h1>repsafe: results of the {html.escape(params.profile)} profile</h1>"
-        f"<nav><a href='#run'>Run</a> {nav}</nav>{judge_note(outputs)}"
-        f"{run_html(outputs, params, notebooks)}\n{body}</body></html>\n"
+        f"<nav><a href='#run'>Run</a> {nav}</nav>{judge_note(manifests)}"
+        f"{run_html(outputs, manifests, params, notebooks)}\n{body}</body></html>\n"
     )
 
 
