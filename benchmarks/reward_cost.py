@@ -5,8 +5,8 @@
 The same measurements as notebook 07 (`repsafe_lib.compute_cost`), printed as tables, with the
 profile's policy on this machine:
   ours     R_h scores the last-token states of N responses (`[N, L, d]`; during cDPO they come from
-           the forward pass the training step runs anyway) and takes one margin-BT refresh step
-           (forward, backward, AdamW) on N/2 pairs of them;
+           the forward pass the training step runs anyway) and takes training's refresh
+           (`training.refresh_steps` margin-BT AdamW steps of `training.refresh`) on N/2 pairs;
   online   N responses of exactly T new tokens to one prompt, batched, with the KV cache, then
            scored by a reward model of the policy's size.
 Analytic, for Llama-2-7B: FLOPs per sample of the same two (the paper's Fig 7 claims 5-6 orders).
@@ -24,6 +24,7 @@ from repsafe_lib.datasets import load_configured
 from repsafe_lib.hidden_states import format_prompt
 from repsafe_lib.models import load_model
 from repsafe_lib.params import load_params
+from repsafe_lib.training import refreshed_rewards
 
 
 def main() -> None:
@@ -38,8 +39,13 @@ def main() -> None:
     prompt = load_configured(params.data.pairs, on_bad_rows="raise", seed=params.seed)
     prompt = prompt.records[0].prompt
     prompt_tokens = len(loaded.tokenizer(format_prompt(loaded.tokenizer, prompt)).input_ids)
+    reward = compute_cost.random_hybrid_reward(loaded.num_layers, loaded.hidden_size, params.seed)
     hybrid = compute_cost.time_hybrid_reward(
-        loaded.num_layers, loaded.hidden_size, samples=args.samples, repeats=200, seed=params.seed
+        refreshed_rewards([reward], params),
+        samples=args.samples,
+        refresh_steps=params.training.refresh_steps,
+        repeats=200,
+        seed=params.seed,
     )
     online = {
         t: compute_cost.time_online_sampling(
@@ -64,7 +70,7 @@ def main() -> None:
     )
     print(
         f"R_h: score {args.samples} responses {hybrid['score_s'] * 1e6:.1f} us,"
-        f" one refresh step {hybrid['refresh_s'] * 1e6:.1f} us\n"
+        f" refresh {hybrid['refresh_s'] * 1e6:.1f} us\n"
     )
     print(measured.to_markdown(index=False, floatfmt=".3g"), "\n")
     print(f"Analytic, Llama-2-7B, prompt {prompt_tokens} tokens, per sample:\n")

@@ -23,7 +23,8 @@ Measured on this machine, with the profile's policy (fp32, `torch` threads left 
               shape) scores the 2B last-token states `[2B, L, d]` (chosen + rejected; cDPO gets them
               from the policy forward its training step runs anyway, so they are given here), plus
               one refresh step (margin-BT loss, backward, AdamW on `trainable(train_scorers=False)`),
-              as `training.FoldRewards` does.
+              as `training.FoldRewards` does with `training.refresh: gate` (the default, `full`,
+              also steps the per-layer scorers: notebook 07 times that one).
 
 Every time is a median of `--repeats` timed runs (R_h: `--rh-repeats`) after an untimed warm-up
 (generation: one call with 4 new tokens at the same batch size; online: one round with 4 new

@@ -73,6 +73,7 @@ from repsafe_lib.training import (
     encode_conversation,
     encode_pairs,
     pair_logprobs,
+    refreshed_rewards,
     train_run,
 )
 
@@ -177,7 +178,6 @@ def benchmark_params(args):
         # One step more than is run, so the run stops "killed" and skips saving the policy.
         max_steps=args.warmup + args.repeats + 1,
         warmup_steps=0,
-        max_length=args.length,
         mixed_precision="no",
         gradient_checkpointing=False,
         lora=None,
@@ -185,7 +185,8 @@ def benchmark_params(args):
         checkpoint_every=1 << 30,
     )
     model = dataclasses.replace(params.model, dtype="float32")
-    return dataclasses.replace(params, model=model, training=training)
+    extraction = dataclasses.replace(params.extraction, max_length=args.length)
+    return dataclasses.replace(params, model=model, training=training, extraction=extraction)
 
 
 # Memory: peak RSS on CPU, the caching allocator's peak on CUDA.
@@ -282,13 +283,7 @@ def random_fold_rewards(params, num_layers: int, hidden_size: int) -> FoldReward
             for tensor in (reward.weight, reward.bias, reward.gate_weight, reward.gate_bias):
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.05)
         rewards.append(reward)
-    return FoldRewards(
-        rewards,
-        alpha=params.reward.alpha,
-        mu=params.reward.mu,
-        train_scorers=params.reward.train_scorers,
-        learning_rate=params.training.refresh_learning_rate,
-    )
+    return refreshed_rewards(rewards, params)
 
 
 def measure_ours(run: str, args) -> list[dict]:

@@ -1,7 +1,8 @@
 """Fig 7 (Sec 4.8): the extra compute a training sample costs, beyond the policy update.
 
-Ours: R_h scores the last-token states that the training forward already produced, then takes one
-refresh step on them, so its cost does not depend on the sequence length. Online sampling: the
+Ours: R_h scores the last-token states that the training forward already produced, then takes the
+refresh training takes on them (`training.FoldRewards.refresh`: the same trainable set, steps and
+optimiser), so its cost does not depend on the sequence length. Online sampling: the
 policy generates N responses of T new tokens per prompt and a reward model of the policy's size
 scores them, every round. Both are measured on this machine with the profile's policy, and the
 same comparison is counted in FLOPs for Llama-2-7B (the paper's model), whose ratio the paper puts
@@ -15,16 +16,19 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
 from repsafe_lib.hidden_states import format_prompt
-from repsafe_lib.losses import margin_bt_loss
 from repsafe_lib.plots import use_style
 from repsafe_lib.reward import HybridReward, HybridRewardConfig
 from repsafe_lib.reward_model import ScalarRewardModel
+
+if TYPE_CHECKING:
+    from repsafe_lib.training import FoldRewards
 
 
 @dataclass(frozen=True)
@@ -60,24 +64,24 @@ def random_hybrid_reward(num_layers: int, hidden: int, seed: int) -> HybridRewar
 
 
 def time_hybrid_reward(
-    num_layers: int, hidden: int, *, samples: int, repeats: int, seed: int
+    rewards: FoldRewards, *, samples: int, refresh_steps: int, repeats: int, seed: int
 ) -> dict[str, float]:
-    """Seconds to score `samples` responses' states `[N, L, d]` with R_h, and for one margin-BT
-    AdamW refresh step (scorers included) on N/2 pairs of them."""
-    reward = random_hybrid_reward(num_layers, hidden, seed)
-    states = torch.randn(samples, num_layers, hidden, generator=torch.Generator().manual_seed(seed))
-    optimiser = torch.optim.AdamW(reward.trainable(train_scorers=True), lr=1e-3)
+    """Seconds to score `samples` responses' states `[N, L, d]` with `rewards` (as a cDPO step
+    scores its batch), and for the refresh that follows it in training, `rewards.refresh` with
+    `refresh_steps` steps on N/2 pairs of them. Build `rewards` with
+    `training.refreshed_rewards`, so it updates what training's refresh updates; it is trained
+    in place."""
+    config = rewards.rewards[0].config
+    shape = (samples, len(config.layers), config.hidden_size)
+    states = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     half = samples // 2
+    folds = torch.zeros(half, dtype=torch.long)
 
     def score():
-        with torch.no_grad():
-            reward(states)
+        rewards.score(states, torch.zeros(samples, dtype=torch.long))
 
     def refresh():
-        loss = margin_bt_loss(reward(states[:half]), reward(states[half : 2 * half]), mu=1.0)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+        rewards.refresh(states[:half], states[half : 2 * half], folds, refresh_steps)
 
     return {
         "score_s": median_seconds(score, repeats),

@@ -1,14 +1,17 @@
 """Dataset loaders: PKU-SafeRLHF preference pairs and the safety evaluation prompts (SPEC §3).
 
 Each loader takes a local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``; all but parquet
-optionally ``.gz``) or a Hugging Face hub id, and runs every row through the same validation, so
-a bad row fails with a `DatasetError` that names the file, the 1-based data row and the field.
+optionally ``.gz``), a Hugging Face hub id, or a local directory laid out like the dataset's hub
+repository (read by `datasets.load_dataset` exactly as the hub id is), and runs every row through
+the same validation, so a bad row fails with a `DatasetError` that names the file, the 1-based data
+row and the field.
 
 - PKU-SafeRLHF (`load_pku_saferlhf`) -> `PreferencePair`, chosen = the only safe response.
 - hh-rlhf red-team attempts (`load_hh_red_team`), Do-Not-Answer (`load_do_not_answer`),
   Salad-Bench base set (`load_salad_base`), XSTest (`load_xstest`) -> `EvalPrompt`.
 
-``split`` and ``revision`` only apply to hub ids; a local file is one split already.
+``split`` applies to hub ids and directories, ``revision`` to hub ids only; a local file is one
+split already.
 Text fields are stripped of surrounding whitespace: a trailing newline would otherwise change
 the last token, whose hidden state is the representation the suite reads (SPEC §1).
 """
@@ -157,11 +160,23 @@ class _Table(NamedTuple):
 
 
 @dataclass(frozen=True)
+class _RepoFile:
+    """A data file read straight from a hub repository whose loading script `datasets` refuses.
+
+    ``split`` names the one split the file holds (the name the repository's script gave it).
+    """
+
+    path: str
+    split: str
+
+
+@dataclass(frozen=True)
 class _Spec(Generic[T]):
     name: str
     required: tuple[str, ...]
     parse: Callable[[Mapping[str, Any], int, bool], T | None]
     hub_kwargs: Mapping[str, str] = field(default_factory=dict)
+    repo_file: _RepoFile | None = None
 
 
 # Field accessors: each returns a clean value or raises _RowError naming the field.
@@ -424,25 +439,85 @@ def _read_hub(
     except Exception as exc:  # the hub client raises many types; report them as one
         reason = f"could not load hub dataset (split={split!r}, {dict(hub_kwargs)}): {exc}"
         raise DatasetError(reason, path=hub_id) from exc
-    source = f"{hub_id}[{split}]"
+    return _dataset_table(dataset, f"{hub_id}[{split}]")
+
+
+def _read_hub_layout(directory: Path, split: str, hub_kwargs: Mapping[str, str]) -> _Table:
+    """A local copy of a hub repository, loaded by `datasets` exactly as the hub id would be."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(str(directory), **hub_kwargs, split=split)
+    except Exception as exc:  # as for the hub: many types, one error
+        reason = (
+            "expected a copy of the dataset's hub repository (its data files and README.md "
+            f"`configs:` as published) with split={split!r}, {dict(hub_kwargs)}; "
+            f"datasets could not load it: {exc}"
+        )
+        raise DatasetError(reason, path=str(directory)) from exc
+    return _dataset_table(dataset, f"{directory}[{split}]")
+
+
+def _dataset_table(dataset: Any, source: str) -> _Table:
     rows = [_Row(i, None, data) for i, data in enumerate(dataset, start=1)]
     return _Table(source, rows, frozenset(dataset.column_names), text_cells=False)
+
+
+def _check_repo_file_split(repo_file: _RepoFile, split: str, where: str) -> None:
+    if split != repo_file.split:
+        reason = f"{repo_file.path} holds one split, {repo_file.split!r}; got split={split!r}"
+        raise DatasetError(reason, path=where)
+
+
+def _read_repo_file(local: str, source: str) -> _Table:
+    """A repository data file read with `datasets`' own reader for its format."""
+    import datasets
+
+    kind = Path(local).suffixes[0].lstrip(".") if Path(local).suffixes else ""
+    builder = {"jsonl": "json"}.get(kind, kind)
+    try:
+        dataset = datasets.load_dataset(builder, data_files=local, split="train")
+    except Exception as exc:  # the readers raise many types; report them as one
+        raise DatasetError(f"could not read {builder} data file: {exc}", path=source) from exc
+    return _dataset_table(dataset, source)
+
+
+def _download_repo_file(hub_id: str, repo_file: _RepoFile, revision: str | None) -> str:
+    import huggingface_hub
+
+    try:
+        return huggingface_hub.hf_hub_download(
+            hub_id, repo_file.path, repo_type="dataset", revision=revision
+        )
+    except Exception as exc:  # the hub client raises many types; report them as one
+        reason = f"could not download {repo_file.path} from the hub dataset: {exc}"
+        raise DatasetError(reason, path=hub_id) from exc
 
 
 def _is_hub_id(source: str) -> bool:
     return bool(_HUB_ID.fullmatch(source)) and not source.endswith((*_SUFFIXES, ".gz"))
 
 
-def _read_source(
-    source: str | Path, split: str, revision: str | None, hub_kwargs: Mapping[str, str]
-) -> _Table:
+def _read_source(source: str | Path, split: str, revision: str | None, spec: _Spec[Any]) -> _Table:
     path = Path(source)
+    repo_file = spec.repo_file
+    if path.is_dir() and repo_file is not None:
+        local = path / repo_file.path
+        _check_repo_file_split(repo_file, split, str(path))
+        if not local.is_file():
+            reason = f"expected the hub repository's data file {repo_file.path} in this directory"
+            raise DatasetError(reason, path=str(path))
+        return _read_repo_file(str(local), f"{local}[{split}]")
     if path.is_dir():
-        raise DatasetError("is a directory, expected a data file", path=str(source))
+        return _read_hub_layout(path, split, spec.hub_kwargs)
     if path.exists():
         return _read_file(path)
+    if isinstance(source, str) and _is_hub_id(source) and repo_file is not None:
+        _check_repo_file_split(repo_file, split, source)
+        local_copy = _download_repo_file(source, repo_file, revision)
+        return _read_repo_file(local_copy, f"{source}/{repo_file.path}[{split}]")
     if isinstance(source, str) and _is_hub_id(source):
-        return _read_hub(source, split, revision, hub_kwargs)
+        return _read_hub(source, split, revision, spec.hub_kwargs)
     raise DatasetError("no such file and not a hub id (owner/name)", path=str(source))
 
 
@@ -518,7 +593,7 @@ def _load(
 ) -> LoadedDataset[T]:
     if on_bad_rows not in ("raise", "skip"):
         raise ValueError(f"on_bad_rows must be 'raise' or 'skip', got {on_bad_rows!r}")
-    table = _read_source(source, split, revision, spec.hub_kwargs)
+    table = _read_source(source, split, revision, spec)
     loaded = _validate(spec, table, on_bad_rows)
     logger.info(
         "%s: %d records from %s (%d rows, %d skipped, %d filtered)",
@@ -799,7 +874,14 @@ def _parse_alpaca_eval(data: Mapping[str, Any], row: int, text_cells: bool) -> E
 
 
 _MMLU = _Spec("mmlu", ("question", "subject", "choices", "answer"), _parse_mmlu, {"name": "all"})
-_ALPACA_EVAL = _Spec("alpaca_eval", ("instruction",), _parse_alpaca_eval, {"name": "alpaca_eval"})
+# `datasets` >= 4 refuses tatsu-lab/alpaca_eval's loading script (alpaca_eval.py), so the file
+# that script's `alpaca_eval` configuration reads (its `eval` split) is read directly.
+_ALPACA_EVAL = _Spec(
+    "alpaca_eval",
+    ("instruction",),
+    _parse_alpaca_eval,
+    repo_file=_RepoFile("alpaca_eval.json", split="eval"),
+)
 
 
 def load_mmlu(
@@ -826,6 +908,9 @@ def load_alpaca_eval(
 ) -> LoadedDataset[EvalPrompt]:
     """AlpacaEval instructions (``tatsu-lab/alpaca_eval``): ``instruction`` (+ ``dataset``).
 
+    The hub repository's loading script is refused by `datasets` >= 4, so a hub id (or a local
+    copy of the repository) is read from its published ``alpaca_eval.json`` (a JSON array of
+    ``instruction, output, generator, dataset``), which holds the one split ``eval``.
     ``prompt_id`` is ``alpaca_eval-<row>``; ``dataset`` (the instruction's origin) -> ``category``.
     """
     return _load(_ALPACA_EVAL, source, split, on_bad_rows, revision)

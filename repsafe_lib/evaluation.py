@@ -36,9 +36,17 @@ from repsafe_lib import published
 from repsafe_lib.datasets import MMLU_LETTERS, EvalPrompt, MmluQuestion, subsample
 from repsafe_lib.hidden_states import pad_batch, position_ids_from_mask
 from repsafe_lib.judges import RESPONSE_CLASSES, JudgeRecord, XSTestRecord
-from repsafe_lib.models import DTYPES, LoadedModel, load_model, load_saved_policy, pick_device
+from repsafe_lib.models import (
+    DTYPES,
+    LoadedModel,
+    load_model,
+    load_saved_policy,
+    pick_device,
+    pretrained_source,
+)
 from repsafe_lib.plots import use_style
 from repsafe_lib.records import read_records
+from repsafe_lib.reward import HybridReward, load_hybrid_reward, pairwise_accuracy
 from repsafe_lib.sampling import DecodingConfig, ResponseRecord, cached_responses, for_generation
 from repsafe_lib.seeding import stable_seed
 
@@ -49,9 +57,20 @@ PAPER_TABLE1, PAPER_BENCHMARKS, PAPER_JUDGES = (
     published.JUDGES,
 )
 PAPER_MMLU = published.MMLU
-POLICY_ORDER = ("base", "sft", "dpo", "cdpo", "rs_star", "dpo_star", "cdpo_star", "online")
+POLICY_ORDER = (
+    "base",
+    "sft",
+    "dpo",
+    "cdpo",
+    "cdpo_crossfit",
+    "rs_star",
+    "dpo_star",
+    "cdpo_star",
+    "online",
+)
 LLAMA_GUARD_2_CODES = tuple(f"S{i}" for i in range(1, 12))
 UNAVAILABLE = "unavailable"
+ALL_JUDGES = "all judges"  # the judge of Table 1's average over every benchmark x judge cell
 
 _SEED_SUFFIX = re.compile(r"^(?P<name>.+)-seed(?P<seed>\d+)$")
 _NOTEBOOK_DIR = re.compile(r"^\d{2}_[a-z0-9_]+$")
@@ -206,6 +225,8 @@ def collect_outputs(
     *,
     instruction_prompts: Sequence[EvalPrompt] = (),
     mmlu_questions: Sequence[MmluQuestion] = (),
+    mmlu_shots: int = 0,
+    mmlu_fewshot: Sequence[MmluQuestion] = (),
     decoding: DecodingConfig,
     cache_dir: Path,
     batch_size: int,
@@ -214,7 +235,8 @@ def collect_outputs(
     progress: bool = True,
 ) -> PolicyOutputs:
     """Load the policy once, generate (cached; from a copy in `generation_dtype` if given) and
-    score MMLU (in the policy's own dtype), then let the model go."""
+    score MMLU (`mmlu_shots`-shot from the `mmlu_fewshot` dev questions, in the policy's own
+    dtype), then let the model go."""
     loaded = load_policy(source, base_spec, seed=seed)
     options = {"decoding": decoding, "cache_dir": cache_dir, "batch_size": batch_size}
     generator = for_generation_of(loaded, generation_dtype)
@@ -229,7 +251,13 @@ def collect_outputs(
     mmlu = None
     if mmlu_questions:
         mmlu = mmlu_predictions(
-            loaded.model, loaded.tokenizer, mmlu_questions, batch_size=batch_size, progress=progress
+            loaded.model,
+            loaded.tokenizer,
+            mmlu_questions,
+            batch_size=batch_size,
+            shots=mmlu_shots,
+            fewshot=mmlu_fewshot,
+            progress=progress,
         )
     return PolicyOutputs(responses, instructions, mmlu)
 
@@ -237,7 +265,8 @@ def collect_outputs(
 def response_summary(
     responses: Mapping[str, Mapping[str, Sequence[ResponseRecord]]],
 ) -> pd.DataFrame:
-    """Per policy x benchmark: responses, mean tokens, share stopped at EOS, empty ones."""
+    """Per policy x benchmark: responses, mean tokens, share that ended their turn (at EOS or, for a
+    model without a chat template, the next turn marker; `finished_at_eos`), empty ones."""
     rows = []
     for run, per_benchmark in responses.items():
         for benchmark, records in per_benchmark.items():
@@ -403,7 +432,9 @@ def toxic_rates(
     judgments: pd.DataFrame, *, resamples: int, confidence: float, seed: int
 ) -> pd.DataFrame:
     """Long table, one row per (policy, benchmark, judge) plus per-judge averages over benchmarks
-    (`benchmark = "average"`): toxic rate, its interval, prompts, seeds, unparsed verdicts."""
+    (`benchmark = "average"`) and, with several judges, the average over every benchmark x judge
+    cell (`judge = ALL_JUDGES`: the paper's "Avg" of Table 1, over its 3 x 2 cells): toxic rate,
+    its interval, prompts, seeds, unparsed verdicts."""
     rows = []
     judges = list(dict.fromkeys(judgments["judge"]))
     for policy in dict.fromkeys(judgments["policy"]):
@@ -422,14 +453,27 @@ def toxic_rates(
                 cell = of_policy[(of_policy["benchmark"] == b) & (of_policy["judge"] == judge)]
                 interval = percentile_interval(draws[b][:, j], point_estimate(cube)[j], confidence)
                 rows.append(_rate_row(policy, b, judge, interval, n_prompts, cube.shape[0], cell))
+        n_prompts = sum(n for _, n in cubes.values())
         for j, judge in enumerate(judges):
-            mean_draws = np.mean([draws[b][:, j] for b in benchmarks], axis=0)
-            estimate = float(np.mean([point_estimate(cubes[b][0])[j] for b in benchmarks]))
-            interval = percentile_interval(mean_draws, estimate, confidence)
+            interval = _average_interval(draws, cubes, benchmarks, [j], confidence)
             cell = of_policy[of_policy["judge"] == judge]
-            n_prompts = sum(n for _, n in cubes.values())
             rows.append(_rate_row(policy, "average", judge, interval, n_prompts, 0, cell))
+        if len(judges) > 1:
+            interval = _average_interval(draws, cubes, benchmarks, range(len(judges)), confidence)
+            row = _rate_row(policy, "average", ALL_JUDGES, interval, n_prompts, 0, of_policy)
+            if set(judges) != set(PAPER_JUDGES):  # the paper's Avg is over SG and MJ only
+                row["paper_llama2_7b"] = np.nan
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _average_interval(draws, cubes, benchmarks, judge_columns, confidence: float) -> Interval:
+    """The mean of the cells (benchmark x judge column) and its interval from the same bootstrap
+    replicates, so the cells' shared prompts are resampled together."""
+    cells = [(b, j) for b in benchmarks for j in judge_columns]
+    mean_draws = np.mean([draws[b][:, j] for b, j in cells], axis=0)
+    estimate = float(np.mean([point_estimate(cubes[b][0])[j] for b, j in cells]))
+    return percentile_interval(mean_draws, estimate, confidence)
 
 
 def _rate_row(policy, benchmark, judge, interval: Interval, n_prompts, n_seeds, cell) -> dict:
@@ -451,10 +495,11 @@ def _rate_row(policy, benchmark, judge, interval: Interval, n_prompts, n_seeds, 
 def paper_cell(policy: str, benchmark: str, judge: str) -> float:
     """The paper's Table 1 number (as a fraction) for this cell, NaN where it has none."""
     reference = PAPER_TABLE1.get(policy)
-    if reference is None or judge not in PAPER_JUDGES:
+    if reference is None or judge not in (*PAPER_JUDGES, ALL_JUDGES):
         return np.nan
     if benchmark == "average":
-        return np.nan  # the paper averages SG and MJ together: see `table1`
+        # The paper's only average is over its six SG/MJ cells.
+        return reference["average"] / 100 if judge == ALL_JUDGES else np.nan
     if benchmark not in PAPER_BENCHMARKS:
         return np.nan
     return reference[PAPER_JUDGES[judge]][PAPER_BENCHMARKS.index(benchmark)] / 100
@@ -467,7 +512,8 @@ def _cell_text(row) -> str:
 
 
 def table1(rates: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """Rows = policies; a column per benchmark x judge and a per-judge average, cells
+    """Rows = policies; a column per benchmark x judge, a per-judge average and, with several
+    judges, the average over all benchmark x judge cells (the paper's Avg), cells
     "rate [low, high]" in %, plus the paper's Llama2-7B average (over its six SG/MJ cells)."""
     rates = rates.assign(
         column=rates["benchmark"] + " · " + rates["judge"], text=rates.apply(_cell_text, axis=1)
@@ -645,18 +691,86 @@ def plot_xstest(shares: pd.DataFrame) -> plt.Figure:
 MMLU_HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 
 
-def mmlu_prompt(question: MmluQuestion) -> str:
-    """Zero-shot MMLU prompt in the format of Hendrycks et al. (2021); the answer follows as
-    " A".." D"."""
+def mmlu_question_text(question: MmluQuestion) -> str:
+    """One question as lm-evaluation-harness writes it: the question, its options, "Answer:"."""
     options = "".join(
         f"\n{letter}. {choice}"
         for letter, choice in zip(MMLU_LETTERS, question.choices, strict=True)
     )
+    return f"{question.question.strip()}{options}\nAnswer:"
+
+
+def mmlu_shots(
+    questions: Sequence[MmluQuestion], dev: Sequence[MmluQuestion], shots: int
+) -> list[tuple[MmluQuestion, ...]]:
+    """Each question's examples: the first `shots` dev questions of its subject, in dev order."""
+    by_subject: dict[str, list[MmluQuestion]] = {}
+    for example in dev:
+        by_subject.setdefault(example.subject, []).append(example)
+    return [tuple(by_subject.get(q.subject, [])[:shots]) for q in questions]
+
+
+def mmlu_prompt(question: MmluQuestion, shots: Sequence[MmluQuestion] = ()) -> str:
+    """The MMLU prompt of Hendrycks et al. (2021) as lm-evaluation-harness builds it: the subject's
+    description line, then each shot answered ("Answer: B") and followed by a blank line, then the
+    question; the answer follows as " A".." D". Without shots this is the zero-shot prompt."""
     header = MMLU_HEADER.format(subject=question.subject.replace("_", " "))
-    return f"{header}{question.question}{options}\nAnswer:"
+    examples = "".join(f"{mmlu_question_text(s)} {MMLU_LETTERS[s.answer]}\n\n" for s in shots)
+    return f"{header}{examples}{mmlu_question_text(question)}"
+
+
+def joint_tokens(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of `context` (with the tokenizer's special tokens) and of `continuation` after it,
+    split from one tokenization of the two together, as lm-evaluation-harness does: a SentencePiece
+    tokenizer writes " A" alone as two pieces ("▁", "▁A") but after "Answer:" as one. Whitespace
+    that ends the context moves to the continuation; the split is where the joint ids stop
+    matching the context's own (its length, whenever the context's ids are a prefix)."""
+    kept = context.rstrip()
+    whole = tokenizer(kept + context[len(kept) :] + continuation)["input_ids"]
+    alone = tokenizer(kept)["input_ids"]
+    split = 0
+    while split < min(len(alone), len(whole) - 1) and alone[split] == whole[split]:
+        split += 1
+    return whole[:split], whole[split:]
+
+
+def _forward_last_logprobs(model, sequences: Sequence[Sequence[int]], pad_id: int, keep: int):
+    """Log-probabilities at the last `keep` positions of left-padded `sequences`, `[B, keep, V]`."""
+    device = next(model.parameters()).device
+    ids, mask = pad_batch(sequences, pad_id, side="left")
+    logits = model(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=position_ids_from_mask(mask).to(device),
+        logits_to_keep=keep,
+    ).logits.float()
+    return torch.log_softmax(logits, dim=-1).cpu()
 
 
 @torch.inference_mode()
+def pair_logprobs(
+    model,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    *,
+    pad_id: int,
+    batch_size: int,
+    progress: bool = True,
+) -> np.ndarray:
+    """log p(continuation ids | context ids) summed over the continuation, per pair, `[n]`."""
+    scores = np.zeros(len(pairs))
+    starts = range(0, len(pairs), batch_size)
+    for start in tqdm(starts, desc="log-likelihoods", disable=not progress):
+        batch = pairs[start : start + batch_size]
+        keep = max(len(x) for _, x in batch) + 1
+        logprobs = _forward_last_logprobs(model, [[*c, *x] for c, x in batch], pad_id, keep)
+        for row, (_, continuation) in enumerate(batch):
+            steps = range(keep - len(continuation) - 1, keep - 1)
+            scores[start + row] = sum(
+                logprobs[row, s, t].item() for s, t in zip(steps, continuation, strict=True)
+            )
+    return scores
+
+
 def continuation_logprobs(
     model,
     tokenizer,
@@ -668,37 +782,36 @@ def continuation_logprobs(
 ) -> np.ndarray:
     """log p(continuation | context) summed over the continuation's tokens, `[n]`.
 
-    Context and continuation are tokenized apart (the context with the tokenizer's special tokens)
-    and joined, so the continuation's tokens are the same for every context. Left padding with
+    Context and continuation are tokenized together and split (`joint_tokens`). Left padding with
     positions counted over real tokens; only the last logits are computed.
     """
-    pairs = [
-        (tokenizer(c)["input_ids"], tokenizer(x, add_special_tokens=False)["input_ids"])
-        for c, x in zip(contexts, continuations, strict=True)
-    ]
-    device = next(model.parameters()).device
-    scores = np.zeros(len(pairs))
-    starts = range(0, len(pairs), batch_size)
-    for start in tqdm(starts, desc="log-likelihoods", disable=not progress):
-        batch = pairs[start : start + batch_size]
-        ids, mask = pad_batch([c + x for c, x in batch], tokenizer.pad_token_id, side="left")
-        keep = max(len(x) for _, x in batch) + 1
-        logits = model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=position_ids_from_mask(mask).to(device),
-            logits_to_keep=keep,
-        ).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1).cpu()
-        for row, (_, continuation) in enumerate(batch):
-            steps = range(keep - len(continuation) - 1, keep - 1)
-            scores[start + row] = sum(
-                logprobs[row, s, t].item() for s, t in zip(steps, continuation, strict=True)
-            )
-    return scores
+    pairs = [joint_tokens(tokenizer, c, x) for c, x in zip(contexts, continuations, strict=True)]
+    return pair_logprobs(
+        model, pairs, pad_id=tokenizer.pad_token_id, batch_size=batch_size, progress=progress
+    )
 
 
 @torch.inference_mode()
+def next_token_rows(
+    model,
+    contexts: Sequence[Sequence[int]],
+    token_ids: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    batch_size: int,
+    progress: bool = False,
+) -> np.ndarray:
+    """log p(token | context) for each context's own candidate tokens, `[n, k]`: one forward per
+    context."""
+    scores = []
+    starts = range(0, len(contexts), batch_size)
+    for start in tqdm(starts, desc="next-token log-likelihoods", disable=not progress):
+        logprobs = _forward_last_logprobs(model, contexts[start : start + batch_size], pad_id, 1)
+        candidates = torch.as_tensor(token_ids[start : start + batch_size], dtype=torch.long)
+        scores.append(logprobs[:, -1].gather(1, candidates).numpy())
+    return np.concatenate(scores).astype(float)
+
+
 def next_token_logprobs(
     model,
     tokenizer,
@@ -711,49 +824,53 @@ def next_token_logprobs(
     """log p(token | context) for each context and each of `token_ids`, `[n, len(token_ids)]`:
     `continuation_logprobs` for one-token continuations, with one forward per context."""
     encoded = [tokenizer(c)["input_ids"] for c in contexts]
-    device = next(model.parameters()).device
-    scores = []
-    starts = range(0, len(encoded), batch_size)
-    for start in tqdm(starts, desc="next-token log-likelihoods", disable=not progress):
-        ids, mask = pad_batch(encoded[start : start + batch_size], tokenizer.pad_token_id, "left")
-        logits = (
-            model(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=position_ids_from_mask(mask).to(device),
-                logits_to_keep=1,
-            )
-            .logits[:, -1]
-            .float()
-        )
-        scores.append(torch.log_softmax(logits, dim=-1)[:, list(token_ids)].cpu().numpy())
-    return np.concatenate(scores).astype(float)
+    return next_token_rows(
+        model,
+        encoded,
+        [list(token_ids)] * len(encoded),
+        pad_id=tokenizer.pad_token_id,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def mmlu_predictions(
-    model, tokenizer, questions: Sequence[MmluQuestion], *, batch_size: int, progress: bool = True
+    model,
+    tokenizer,
+    questions: Sequence[MmluQuestion],
+    *,
+    batch_size: int,
+    shots: int = 0,
+    fewshot: Sequence[MmluQuestion] = (),
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Per question: the letter with the highest log-likelihood after the prompt, and the answer.
 
-    When every " A".." D" is one token (as in Llama and SmolLM2 tokenizers) one forward per
-    question scores all four; otherwise each letter's tokens are scored in turn.
+    `shots` > 0: each prompt starts with that many answered questions of its subject from
+    `fewshot` (MMLU's dev split), the paper's 5-shot setting. Each letter " A".." D" is scored from
+    the joint tokenization of prompt and letter; when each is one token after the same prompt ids
+    (as in Llama and SmolLM2 tokenizers) one forward per question scores all four, otherwise each
+    letter's tokens are scored in turn.
     """
-    contexts = [mmlu_prompt(q) for q in questions]
-    letter_ids = [tokenizer(f" {x}", add_special_tokens=False)["input_ids"] for x in MMLU_LETTERS]
-    if all(len(ids) == 1 for ids in letter_ids):
-        first_tokens = [ids[0] for ids in letter_ids]
-        scores = next_token_logprobs(
-            model, tokenizer, contexts, first_tokens, batch_size=batch_size, progress=progress
+    if shots and not fewshot:
+        raise ValueError(f"{shots}-shot MMLU needs the few-shot (dev) questions")
+    examples = mmlu_shots(questions, fewshot, shots)
+    contexts = [mmlu_prompt(q, s) for q, s in zip(questions, examples, strict=True)]
+    pairs = [[joint_tokens(tokenizer, c, f" {x}") for x in MMLU_LETTERS] for c in contexts]
+    options = {"pad_id": tokenizer.pad_token_id, "batch_size": batch_size, "progress": progress}
+    one_forward = all(
+        all(ctx == row[0][0] and len(letter) == 1 for ctx, letter in row) for row in pairs
+    )
+    if one_forward:
+        scores = next_token_rows(
+            model,
+            [row[0][0] for row in pairs],
+            [[letter[0] for _, letter in row] for row in pairs],
+            **options,
         )
     else:
-        scores = continuation_logprobs(
-            model,
-            tokenizer,
-            [c for c in contexts for _ in MMLU_LETTERS],
-            [f" {x}" for _ in questions for x in MMLU_LETTERS],
-            batch_size=batch_size,
-            progress=progress,
-        ).reshape(len(questions), len(MMLU_LETTERS))
+        flat = [pair for row in pairs for pair in row]
+        scores = pair_logprobs(model, flat, **options).reshape(len(questions), len(MMLU_LETTERS))
     predicted = scores.argmax(axis=1)
     return pd.DataFrame(
         {
@@ -795,9 +912,29 @@ def reward_scores(
             inputs = tokenizer(
                 questions, answers, padding=True, truncation=True, return_tensors="pt"
             )
-        logits = model(**inputs.to(device)).logits.float()
-        scores.extend(logits[:, 0].cpu().tolist())
+        scores.extend(_classifier_scores(model, inputs.to(device)))
     return np.asarray(scores)
+
+
+@torch.inference_mode()
+def _classifier_scores(model, inputs) -> list[float]:
+    """Logit 0 of each text. A decoder classifier reads the last token that is not its pad id;
+    where that id also ends a text (a pad token borrowed from EOS, with a chat template that ends
+    the turn with EOS, as Llama-3's does), it would read the token before, so those texts are
+    scored alone, unpadded, at their true last token."""
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    pad_token_id = model.config.pad_token_id
+    last = mask.shape[1] - 1 - mask.flip(1).argmax(dim=1)
+    if pad_token_id is None or not (ids[torch.arange(len(ids)), last] == pad_token_id).any():
+        return model(**inputs).logits.float()[:, 0].cpu().tolist()
+    model.config.pad_token_id = None
+    try:  # without a pad id, a classifier reads a lone text's last token
+        return [
+            float(model(input_ids=ids[i, mask[i].bool()][None]).logits.float()[0, 0])
+            for i in range(len(ids))
+        ]
+    finally:
+        model.config.pad_token_id = pad_token_id
 
 
 def load_reward_model(spec):
@@ -805,12 +942,14 @@ def load_reward_model(spec):
     from transformers import AutoModelForSequenceClassification
 
     options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    source = pretrained_source(spec)
     model = AutoModelForSequenceClassification.from_pretrained(
-        spec.source, dtype=DTYPES[spec.dtype], **options
+        source, dtype=DTYPES[spec.dtype], **options
     )
-    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source or spec.source, **options)
+    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source or source, **options)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:  # a decoder classifier finds each row's last token by it
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(pick_device(spec.device)).eval(), tokenizer
 
@@ -842,22 +981,26 @@ def general_reward(
 
 def table3(
     mmlu: Mapping[str, pd.DataFrame],
-    general_reward: Mapping[str, np.ndarray],
+    general_rewards: Mapping[str, Mapping[str, np.ndarray]],
     *,
-    reward_model_name: str | None,
     resamples: int,
     confidence: float,
     seed: int,
 ) -> pd.DataFrame:
-    """Per run: MMLU accuracy with its interval, mean general reward (or "unavailable"), and the
-    paper's MMLU numbers beside."""
+    """Per run: MMLU accuracy with its interval, the mean score of each general reward model
+    (`general_rewards[model name][run]`; a column per model, as the paper's RM-deberta and FsfairX,
+    "unavailable" where a run has no scores or no model is configured), and the paper's MMLU
+    numbers beside."""
     rows = []
     for run, predictions in mmlu.items():
         correct = predictions["correct"].to_numpy(dtype=float)
         interval = bootstrap_ci(
             correct, resamples=resamples, confidence=confidence, seed=stable_seed(seed, run)
         )
-        scores = general_reward.get(run)
+        rewards = {
+            f"general_reward · {model}": _mean_text(scores.get(run))
+            for model, scores in general_rewards.items()
+        }
         rows.append(
             {
                 "policy": run,
@@ -865,9 +1008,72 @@ def table3(
                 "mmlu_accuracy": interval.estimate,
                 "mmlu_ci_low": interval.low,
                 "mmlu_ci_high": interval.high,
-                "general_reward_model": reward_model_name or UNAVAILABLE,
-                "general_reward_mean": UNAVAILABLE if scores is None else f"{np.mean(scores):.3f}",
+                **(rewards or {"general_reward": UNAVAILABLE}),
                 "paper_mmlu_llama2_7b": PAPER_MMLU.get(_SEED_SUFFIX.sub(r"\g<name>", run), np.nan),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _mean_text(scores: np.ndarray | None) -> str:
+    return UNAVAILABLE if scores is None else f"{np.mean(scores):.3f}"
+
+
+# Fig 1: per-layer reward accuracy after alignment.
+
+FIG1_ALIGNED_RUN = "cdpo"  # the paper's cDPO (notebook 04): one R_h, refreshed during training
+
+
+def saved_hybrid_rewards(run_dir: str | Path) -> list[HybridReward]:
+    """The hybrid rewards a cDPO run saved when it finished (`hybrid_reward-<k>`, one per
+    confidence fold), in the order of k; empty when there are none."""
+    stems = sorted(
+        Path(run_dir).glob("hybrid_reward-*.json"), key=lambda p: int(p.stem.split("-")[-1])
+    )
+    return [load_hybrid_reward(p.with_suffix("")) for p in stems]
+
+
+@torch.no_grad()
+def layer_pairwise_accuracies(
+    reward: HybridReward, chosen_states: torch.Tensor, rejected_states: torch.Tensor
+) -> np.ndarray:
+    """Each layer's scorer alone as a reward: share of pairs with s_l(h_c) > s_l(h_r), `[L]`;
+    NaN for a degenerate (inactive) layer, which scores every response alike."""
+    right = reward.layer_scores(chosen_states) > reward.layer_scores(rejected_states)
+    accuracy = right.float().mean(dim=0).numpy().astype(float)
+    return np.where(reward.active.numpy(), accuracy, np.nan)
+
+
+@torch.no_grad()
+def reward_accuracy_by_layer(
+    rewards: Sequence[HybridReward],
+    chosen_states: torch.Tensor,
+    rejected_states: torch.Tensor,
+    *,
+    stage: str,
+) -> pd.DataFrame:
+    """Fig 1's reward series: pairwise accuracy of every layer's scorer and of the gated R_h on
+    the given pairs' states `[n, L, d]`, one row each, averaged over `rewards` (several when a run
+    cross-fitted one R_h per fold), with their min and max."""
+    layers = list(rewards[0].config.layers)
+    per_layer = np.stack(
+        [layer_pairwise_accuracies(r, chosen_states, rejected_states) for r in rewards]
+    )
+    gated = np.array([pairwise_accuracy(r(chosen_states), r(rejected_states)) for r in rewards])
+    rows = [("layer", layer, per_layer[:, i]) for i, layer in enumerate(layers)]
+    rows.append(("hybrid reward", None, gated))
+    return pd.DataFrame(
+        [
+            {
+                "stage": stage,
+                "scorer": scorer,
+                "layer": layer,
+                "pairwise_accuracy": _nan_mean(values, axis=0).item(),
+                "min": np.nanmin(values) if np.isfinite(values).any() else np.nan,
+                "max": np.nanmax(values) if np.isfinite(values).any() else np.nan,
+                "rewards": len(rewards),
+                "pairs": len(chosen_states),
+            }
+            for scorer, layer, values in rows
+        ]
+    ).astype({"layer": "Int64"})

@@ -23,7 +23,6 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
-    LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -167,42 +166,109 @@ def _load_hub(spec: ModelParams, dtype: torch.dtype, seed: int):
 
 
 def tiny_tokenizer(spec: ModelParams) -> PreTrainedTokenizerBase:
-    """A real tokenizer with a chat template and no download: a local dir, a GGUF, or SmolLM2's."""
+    """A real tokenizer with no download: a local dir, a GGUF, or SmolLM2's; with its chat template
+    unless the spec's `tiny.chat_template` is false (a base model's plain dialogue format)."""
     if spec.tokenizer_source and Path(spec.tokenizer_source).is_dir():
-        return AutoTokenizer.from_pretrained(spec.tokenizer_source)
-    gguf = (
-        Path(spec.tokenizer_source)
-        if spec.tokenizer_source
-        else find_packaged_gguf(DEFAULT_TOKENIZER_PACKAGE)
-    )
-    directory, _ = converted_gguf_dir(gguf, with_model=False)
-    return AutoTokenizer.from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source)
+    else:
+        gguf = (
+            Path(spec.tokenizer_source)
+            if spec.tokenizer_source
+            else find_packaged_gguf(DEFAULT_TOKENIZER_PACKAGE)
+        )
+        directory, _ = converted_gguf_dir(gguf, with_model=False)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    if spec.tiny is not None and not spec.tiny.chat_template:
+        tokenizer.chat_template = None
+    return tokenizer
 
 
-def build_tiny_llama(spec: ModelParams, vocab_size: int, seed: int) -> PreTrainedModel:
-    """A randomly initialised Llama of a few layers, identical for the same seed."""
-    tiny = spec.tiny
-    config = LlamaConfig(
+def _tiny_config(tiny, vocab_size: int):
+    """The transformers config of a tiny model of `tiny.architecture`."""
+    shared = dict(
         vocab_size=vocab_size,
         hidden_size=tiny.hidden_size,
         intermediate_size=tiny.intermediate_size,
         num_hidden_layers=tiny.num_layers,
         num_attention_heads=tiny.num_attention_heads,
-        num_key_value_heads=tiny.num_key_value_heads,
         max_position_embeddings=tiny.max_position_embeddings,
-        tie_word_embeddings=True,
     )
+    if tiny.scalar_head:
+        shared["num_labels"] = 1
+    if tiny.architecture == "llama":
+        kv = tiny.num_key_value_heads
+        return LlamaConfig(**shared, num_key_value_heads=kv, tie_word_embeddings=True)
+    if tiny.architecture == "mistral":  # MD-Judge-v0.1 is a Mistral-7B fine-tune
+        from transformers import MistralConfig
+
+        return MistralConfig(
+            **shared,
+            num_key_value_heads=tiny.num_key_value_heads,
+            sliding_window=tiny.max_position_embeddings // 2,
+        )
+    from transformers import DebertaV2Config  # Table 3's reward-model-deberta-v3-large-v2
+
+    return DebertaV2Config(**shared, type_vocab_size=0, pad_token_id=0)
+
+
+def build_tiny_model(spec: ModelParams, vocab_size: int, seed: int) -> PreTrainedModel:
+    """A randomly initialised model of `spec.tiny`'s architecture, identical for the same seed:
+    a causal LM, or with `scalar_head` a one-output sequence classifier (a reward model)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = _tiny_config(spec.tiny, vocab_size)
+    factory = AutoModelForSequenceClassification if spec.tiny.scalar_head else AutoModelForCausalLM
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return LlamaForCausalLM(config)
+        return factory.from_config(config)
+
+
+def build_tiny_llama(spec: ModelParams, vocab_size: int, seed: int) -> PreTrainedModel:
+    """A randomly initialised Llama of a few layers, identical for the same seed."""
+    if spec.tiny.architecture != "llama":
+        raise ValueError(f"tiny.architecture is {spec.tiny.architecture!r}, not 'llama'")
+    return build_tiny_model(spec, vocab_size, seed)
+
+
+def tiny_model_dir(spec: ModelParams, seed: int) -> tuple[Path, str]:
+    """The tiny model and its tokenizer, saved once into the cache as a `save_pretrained`
+    directory (so it loads through the same `from_pretrained` code as a hub model), and their
+    fingerprint."""
+    tokenizer = tiny_tokenizer(spec)
+    model = build_tiny_model(spec, len(tokenizer), seed)
+    config_blob = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
+    template = "" if spec.tiny.chat_template else "|no-chat-template"
+    fingerprint = hashlib.sha256(f"{config_blob}|seed={seed}{template}".encode()).hexdigest()
+    target = cache_root() / "tiny-models" / fingerprint[:16]  # weights and tokenizer
+    if not (target / "config.json").is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tiny.", dir=target.parent))
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process saved the same model first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target, f"tiny-random:{fingerprint}"
 
 
 def _load_tiny(spec: ModelParams, dtype: torch.dtype, seed: int):
-    tokenizer = tiny_tokenizer(spec)
-    model = build_tiny_llama(spec, len(tokenizer), seed).to(dtype)
-    config_blob = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
-    fingerprint = hashlib.sha256(f"{config_blob}|seed={seed}".encode()).hexdigest()
-    return model, tokenizer, f"tiny-random:{fingerprint}"
+    if spec.tiny.scalar_head:
+        raise ValueError(f"{spec.name}: tiny.scalar_head makes a reward model, not a causal LM")
+    directory, fingerprint = tiny_model_dir(spec, seed)
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    return model, tokenizer, fingerprint
+
+
+def pretrained_source(spec: ModelParams, *, seed: int = 0) -> str | Path:
+    """Where `from_pretrained` reads the weights of a `hub` or `tiny-random` spec."""
+    if spec.kind == "tiny-random":
+        return tiny_model_dir(spec, seed)[0]
+    if spec.kind == "hub":
+        _check_local_source(spec.source)
+        return spec.source
+    raise ValueError(f"{spec.name}: kind {spec.kind!r} has no from_pretrained directory")
 
 
 LOADERS: dict[str, Callable] = {"gguf": _load_gguf, "hub": _load_hub, "tiny-random": _load_tiny}
@@ -274,17 +340,7 @@ def _weights_dir(spec: ModelParams, seed: int) -> tuple[Path | str, str]:
     if spec.kind == "hub":
         _check_local_source(spec.source)
         return spec.source, f"hub:{spec.source}@{spec.revision or 'default'}"
-    model, _, fingerprint = _load_tiny(spec, torch.float32, seed)
-    target = cache_root() / "tiny" / fingerprint.split(":")[1][:16]
-    if not (target / "config.json").is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tiny.", dir=target.parent))
-        model.save_pretrained(staging)
-        try:
-            staging.rename(target)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target, fingerprint
+    return tiny_model_dir(spec, seed)
 
 
 def nf4_supported() -> bool:
@@ -305,7 +361,11 @@ def nf4_supported() -> bool:
 
 def load_reference(spec: ModelParams, *, seed: int, quantization: str) -> LoadedModel:
     """The frozen reference policy: the base model in 4-bit NF4 (`nf4`, bitsandbytes), in the
-    policy's dtype (`none`), or NF4 where bitsandbytes runs (`auto`). Frozen, in eval mode."""
+    policy's dtype (`none`), or NF4 where bitsandbytes runs (`auto`). Frozen, in eval mode.
+
+    The NF4 model computes in the policy's dtype (`spec.dtype`, the profile's `model.dtype`, not
+    the float32 master weights training keeps), and so do the parts NF4 leaves unquantised
+    (embeddings, norms, LM head): otherwise they would keep the checkpoint's dtype."""
     if quantization == "auto":
         quantization = "nf4" if nf4_supported() else "none"
     if quantization == "none":
@@ -326,6 +386,7 @@ def load_reference(spec: ModelParams, *, seed: int, quantization: str) -> Loaded
         model = AutoModelForCausalLM.from_pretrained(
             source,
             quantization_config=config,
+            dtype=DTYPES[spec.dtype],
             device_map={"": str(device)},
             **options,
         )
@@ -340,3 +401,25 @@ def load_reference(spec: ModelParams, *, seed: int, quantization: str) -> Loaded
         )
     loaded.model.requires_grad_(False)
     return loaded
+
+
+def release_weights(loaded: LoadedModel) -> LoadedModel:
+    """`loaded` without its model (tokenizer, name and fingerprint kept): rebinding the name to
+    it drops the last reference to the weights, e.g. before another copy of them trains."""
+    return LoadedModel(
+        model=None,
+        tokenizer=loaded.tokenizer,
+        name=loaded.name,
+        fingerprint=loaded.fingerprint,
+        num_layers=loaded.num_layers,
+        hidden_size=loaded.hidden_size,
+    )
+
+
+def free_accelerator_memory() -> None:
+    """Collect what no name refers to any more and return the CUDA allocator's cached blocks."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -30,6 +30,7 @@ from repsafe_lib.training import (
     RunResult,
     _save_policy,
     encode_pairs,
+    prepare_policy,
     run_summary,
     train_run,
 )
@@ -60,6 +61,7 @@ def online_dpo(
     decoding: DecodingConfig,
     generation_batch_size: int,
     reward_max_length: int,
+    max_length: int,
     generation_dtype: str | None = None,
     seed: int,
     out_dir: Path,
@@ -67,12 +69,19 @@ def online_dpo(
 ) -> RunResult:
     """Train `model` (the base policy) by `online.rounds` rounds of sample -> re-label -> DPO.
 
-    Samples come from a copy of the policy in `generation_dtype` where one is given.
+    Like every training run: LoRA adapters where `training.lora` is set, else float32 master
+    weights (a half-precision `model` is cast up; load it with `training.training_spec` to skip
+    that), autocast in `training.mixed_precision`, gradient checkpointing where set. Pass the
+    profile's reference (`models.load_reference`, NF4 where the profile says so) as
+    `reference_model`, not a second full-precision copy of the base.
+
+    Samples come from a copy of the policy in `generation_dtype` where one is given. The DPO
+    pairs keep `max_length` tokens (the profile's `extraction.max_length`, as every training
+    run), the reward model reads `reward_max_length`.
     Writes `out_dir/round-XX/{samples.jsonl,metrics.jsonl}`, then `out_dir/metrics.jsonl` (steps
     numbered across rounds, with their round), `summary.json` and the policy (`out_dir/policy/`).
     """
-    if training.lora is not None:
-        raise ValueError("online DPO trains the full policy: set training.lora to null")
+    model = prepare_policy(model, training)  # once: every round trains the same adapters
     out_dir = Path(out_dir)
     by_id = {p.prompt_id: p.prompt for p in prompts}
     reference = OnTheFlyReference(reference_model, tokenizer.pad_token_id)
@@ -121,7 +130,7 @@ def online_dpo(
                 f"online round {round_index}: the reward model ranked no two distinct samples"
                 " apart; raise sampling.num_samples or the temperature"
             )
-        encoded = encode_pairs(tokenizer, pairs, max_length=training.max_length, seed=seed, folds=1)
+        encoded = encode_pairs(tokenizer, pairs, max_length=max_length, seed=seed, folds=1)
         result = train_run(
             name,
             objective="dpo",

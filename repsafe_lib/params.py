@@ -48,9 +48,16 @@ def _fraction(value: float, name: str) -> None:
         raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
 
 
+TinyArchitecture = Literal["llama", "mistral", "deberta-v2"]
+
+
 @dataclass(frozen=True)
 class TinyModelParams:
-    """Architecture of the randomly initialised Llama used by the tiny profile."""
+    """A randomly initialised model of a few layers: a Llama policy (the tiny profile), or, for the
+    rehearsal of the paper profile, models of the paper's architectures (a Llama or a Mistral
+    causal LM; with `scalar_head`, a reward model: a sequence classifier with one output, always so
+    for DeBERTa-v2). `chat_template: false` drops the borrowed tokenizer's chat template, as for a
+    base model such as Llama-2-7b."""
 
     num_layers: int = 3
     hidden_size: int = 64
@@ -58,8 +65,13 @@ class TinyModelParams:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 2048
+    architecture: TinyArchitecture = "llama"
+    chat_template: bool = True
+    scalar_head: bool = False
 
     def __post_init__(self) -> None:
+        if self.architecture == "deberta-v2" and not self.scalar_head:
+            raise ValueError("a tiny deberta-v2 is a reward model: set scalar_head: true")
         for name in ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads"):
             _positive(getattr(self, name), name)
         if self.hidden_size % self.num_attention_heads:
@@ -132,6 +144,13 @@ class ExtractionParams:
     """Hidden-state extraction (SPEC §1): which decoder layers (1-based, or "all") and batching.
 
     States are computed in the model's dtype (`model.dtype`) and cached as float16.
+    max_length: the one token budget of every conversation whose last-token states R_h reads —
+    the states it is fit on (notebook 01), the policy's training sequences whose states give gamma
+    and feed the refresh (notebooks 04-05, online DPO too), and the samples it ranks (notebook 05).
+    Longer conversations lose tokens from the start, so the last token stays the real one; with
+    two budgets a long pair would be scored on a state from a shorter context than R_h was fit
+    on. It also bounds training memory (sequences of up to this many tokens); the scalar reward
+    model keeps its own `sampling.reward_model.max_length`, as it reads no states of the policy.
     """
 
     layers: Literal["all"] | tuple[int, ...]
@@ -190,7 +209,8 @@ class RewardParams:
     AdamW on the training pairs for `epochs` steps, on the probes' out-of-fold layer scores
     (`gate_fit: out_of_fold`: each pair scored by probes that never saw it) or on their in-sample
     scores (`in_sample`, where every layer looks perfect on separable training data); the SVM
-    scorers stay fixed unless `train_scorers` (used by the per-batch refresh of training).
+    scorers stay as the probes fit them (training's per-batch refresh moves them:
+    `training.refresh`).
     """
 
     mu: float = 1.0
@@ -200,7 +220,6 @@ class RewardParams:
     epochs: int = 300
     learning_rate: float = 1e-2
     weight_decay: float = 0.0
-    train_scorers: bool = False
 
     def __post_init__(self) -> None:
         _positive(self.alpha, "alpha")
@@ -225,7 +244,10 @@ class LoraParams:
         _positive(self.alpha, "alpha")
 
 
-TrainingRun = Literal["sft", "dpo", "cdpo"]
+# cdpo: gamma from the paper's single R_h (notebook 03, fit on every training pair);
+# cdpo_crossfit: gamma from R_h's cross-fitted on `confidence_folds` folds of the prompts.
+TrainingRun = Literal["sft", "dpo", "cdpo", "cdpo_crossfit"]
+RefreshKind = Literal["full", "gate"]
 
 
 @dataclass(frozen=True)
@@ -238,10 +260,17 @@ class TrainingParams:
     training (cached) or computed `on_the_fly` each step; reference_quantization: `nf4` (4-bit,
     bitsandbytes), `none` (the policy's dtype), or `auto` (nf4 where bitsandbytes runs). The 4-bit
     reference's drift from a full-precision one is measured on `drift_pairs` training pairs.
-    confidence_folds: the training pairs are split by prompt into this many folds, each with its
-    own R_h fit on the other folds, so a pair's gamma never comes from a reward that saw it
-    (1: the single R_h of notebook 03, fit on every training pair, as the paper does).
-    After each cDPO step, R_h takes `refresh_steps` AdamW steps on the batch's states.
+    Runs: `cdpo` takes gamma from the single R_h of notebook 03, fit on every training pair and
+    refreshed on every batch, as the paper does (Sec 3.4, 4.1; on its own training pairs that
+    gamma saturates near 1); `cdpo_crossfit` is the suite's variant, shown beside it: the pairs
+    are split by prompt into `confidence_folds` (>= 2) folds, each scored by an R_h fit (probes
+    and gate) on the other folds and refreshed only on them, so a pair's gamma never comes from a
+    reward that saw it. `confidence_folds` configures that run only; `dpo` watches the single
+    R_h (frozen) as a monitor.
+    After each cDPO step, R_h takes `refresh_steps` AdamW steps (`refresh_learning_rate`) of the
+    margin-BT loss on the batch's states: `refresh: full` updates the whole R_h (per-layer
+    scorers and gate, Sec 3.4), `gate` the gate only (an ablation). The sequences' token budget is
+    `extraction.max_length`, so training reads states from the truncation R_h was fit on.
     """
 
     beta: float
@@ -252,7 +281,6 @@ class TrainingParams:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
-    max_length: int = 512
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
     lora: LoraParams | None = None
@@ -260,16 +288,22 @@ class TrainingParams:
     reference_quantization: Literal["auto", "nf4", "none"] = "auto"
     drift_pairs: int = 32
     confidence_folds: int = 2
+    refresh: RefreshKind = "full"
     refresh_steps: int = 1
     refresh_learning_rate: float = 1e-3
     checkpoint_every: int = 10
-    runs: tuple[TrainingRun, ...] = ("sft", "dpo", "cdpo")
+    runs: tuple[TrainingRun, ...] = ("sft", "dpo", "cdpo", "cdpo_crossfit")
 
     def __post_init__(self) -> None:
         for name in ("beta", "learning_rate", "batch_size", "gradient_accumulation_steps"):
             _positive(getattr(self, name), name)
-        for name in ("max_steps", "max_length", "confidence_folds", "checkpoint_every"):
+        for name in ("max_steps", "checkpoint_every"):
             _positive(getattr(self, name), name)
+        if self.confidence_folds < 2:
+            raise ValueError(
+                f"confidence_folds must be >= 2 (the cross-fitted run's folds; the paper's single"
+                f" R_h is the cdpo run), got {self.confidence_folds}"
+            )
         _positive(self.refresh_learning_rate, "refresh_learning_rate")
         for name in ("warmup_steps", "weight_decay", "refresh_steps", "drift_pairs"):
             if getattr(self, name) < 0:
@@ -294,9 +328,10 @@ class EvaluationParams:
     prompts_per_benchmark caps each benchmark's prompts (a seeded choice, stratified by XSTest's
     safe/unsafe label). Decoding is greedy unless `do_sample`; `generation_dtype` decodes from a
     copy of each policy in that dtype (null: the policy's; MMLU is always scored in the policy's
-    dtype). `reward_model` (a sequence
-    classifier) scores responses to `instruction_prompts` for Table 3; without it that column
-    reads "unavailable".
+    dtype). `reward_models` (sequence classifiers; `reward_model` is the one-model spelling) each
+    score the responses to `instruction_prompts` for a column of Table 3; without any, that column
+    reads "unavailable". MMLU is scored `mmlu_shots`-shot (0: zero-shot; the paper's 5-shot needs
+    `mmlu_fewshot`, the dev split each subject's examples are taken from, in order).
     """
 
     judges: tuple[Literal["refusal", "llama_guard_2", "md_judge"], ...] = ("refusal",)
@@ -315,7 +350,10 @@ class EvaluationParams:
     bootstrap_resamples: int = 1000
     confidence: float = 0.95
     mmlu: DatasetParams | None = None
+    mmlu_shots: int = 0
+    mmlu_fewshot: DatasetParams | None = None
     reward_model: ModelParams | None = None
+    reward_models: tuple[ModelParams, ...] = ()
     instruction_prompts: DatasetParams | None = None
 
     def __post_init__(self) -> None:
@@ -335,6 +373,20 @@ class EvaluationParams:
                 raise ValueError(f"judge '{judge}' is listed but has no '{judge}' model block")
         if self.num_samples > 1 and not self.do_sample:
             raise ValueError("num_samples > 1 needs do_sample: true (greedy repeats itself)")
+        if self.reward_model is not None and self.reward_models:
+            raise ValueError("set reward_model (one model) or reward_models (a list), not both")
+        if self.mmlu_shots < 0:
+            raise ValueError(f"mmlu_shots must be >= 0, got {self.mmlu_shots}")
+        if self.mmlu_shots and self.mmlu is not None and self.mmlu_fewshot is None:
+            raise ValueError(f"mmlu_shots {self.mmlu_shots} needs mmlu_fewshot (the dev split)")
+        names = [m.name for m in self.general_reward_models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"reward model names must not repeat: {names}")
+
+    @property
+    def general_reward_models(self) -> tuple[ModelParams, ...]:
+        """Table 3's general reward models, one column each."""
+        return (self.reward_model,) if self.reward_model is not None else self.reward_models
 
 
 SamplingRun = Literal["rs_star", "dpo_star", "cdpo_star", "online"]
@@ -382,7 +434,9 @@ class SamplingParams:
     the k-th best against the k-th worst by R_h, k = 1..`pair_top_k`, for `max_steps` steps
     (default: `training.max_steps`). Table 2 compares the
     top-k samples by R_h and by the reward model, for each k in `table2_top_k`, before and (with
-    `table2_after`) after alignment (the cDPO* policy). `generation_dtype` samples from a copy of
+    `table2_after`) after alignment (the cDPO* policy); Fig 6 compares the toxic rate of the
+    top-`fig6_top_k` samples picked by each reward strategy (Sec 4.8: top-4 of 8), on the
+    held-out pairs' prompts and hh red-team prompts. `generation_dtype` samples from a copy of
     each policy in that dtype (bfloat16 decodes ~1.8x faster on a CPU with AMX); null: the policy's.
     """
 
@@ -396,6 +450,7 @@ class SamplingParams:
     max_steps: int | None = None
     table2_top_k: tuple[int, ...] = (1, 2, 4)
     table2_after: bool = True
+    fig6_top_k: int = 4
     runs: tuple[SamplingRun, ...] = ("rs_star", "dpo_star", "cdpo_star", "online")
     reward_model: RewardModelParams = field(default_factory=RewardModelParams)
     online: OnlineParams = field(default_factory=OnlineParams)
@@ -417,13 +472,17 @@ class SamplingParams:
         bad = [k for k in self.table2_top_k if not 1 <= k <= self.num_samples]
         if bad:
             raise ValueError(f"table2_top_k {bad} must lie in 1..num_samples ({self.num_samples})")
+        if not 1 <= self.fig6_top_k <= self.num_samples:
+            raise ValueError(
+                f"fig6_top_k {self.fig6_top_k} must lie in 1..num_samples ({self.num_samples})"
+            )
         if len(set(self.runs)) != len(self.runs):
             raise ValueError(f"runs must not repeat: {list(self.runs)}")
 
 
 @dataclass(frozen=True)
 class ComputeParams:
-    """Fig 7: the extra cost per training sample of R_h (score + one refresh step, on states the
+    """Fig 7: the extra cost per training sample of R_h (score + training's refresh, on states the
     training forward already made) vs online sampling (generate `samples` responses of each
     length in `new_tokens`, then score them with a reward model the policy's size), measured on
     this machine as the median of `repeats` runs after a warm-up; and the analytic FLOP ratio for
@@ -512,6 +571,18 @@ def _convert(value: Any, tp: Any, key: str, path: Path) -> Any:
     return value
 
 
+# Keys older files may still carry, and what replaced them.
+REPLACED_KEYS = {
+    "training.max_length": (
+        "removed: training reads the states R_h is fit on, so it uses extraction.max_length"
+        " (one token budget for extraction, training and sampling's R_h scores)"
+    ),
+    "reward.train_scorers": (
+        "removed: what the per-batch refresh updates is training.refresh (full | gate)"
+    ),
+}
+
+
 def _build(cls: type, raw: Any, prefix: str, path: Path) -> Any:
     if not isinstance(raw, dict):
         raise ParamsError(path, prefix, f"expected a mapping, got {raw!r}")
@@ -519,6 +590,8 @@ def _build(cls: type, raw: Any, prefix: str, path: Path) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source_file"}
     dotted = (lambda name: f"{prefix}.{name}") if prefix else (lambda name: name)
     for name in raw:
+        if dotted(name) in REPLACED_KEYS:
+            raise ParamsError(path, dotted(name), REPLACED_KEYS[dotted(name)])
         if name not in fields:
             raise ParamsError(path, dotted(name), f"unknown key (allowed: {', '.join(fields)})")
     values = {}
@@ -537,18 +610,59 @@ def _build(cls: type, raw: Any, prefix: str, path: Path) -> Any:
         raise ParamsError(path, prefix or "(top level)", str(error)) from None
 
 
-def load_params(path: str | Path) -> Params:
-    """Read and validate a params YAML file (relative paths resolve from the repository root)."""
-    path = Path(path)
-    if not path.is_absolute() and not path.exists():
-        path = repo_root() / path
+EXTENDS_KEY = "extends"
+
+
+def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ParamsError(path, "", "params file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ParamsError(path, "", f"not valid YAML: {error}") from None
-    params = _build(Params, raw, "", path)
+
+
+def merge_overlay(base: dict, overlay: dict) -> dict:
+    """`base` with `overlay` laid over it: mappings merge key by key, anything else (a list, a
+    number, null) replaces the base's value."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_overlay(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def raw_params(path: Path, _seen: tuple[Path, ...] = ()) -> Any:
+    """The YAML mapping of `path` with its `extends:` chain resolved (the named file, relative to
+    this one's folder, is read first and this file's keys laid over it)."""
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict) or EXTENDS_KEY not in raw:
+        return raw
+    raw = dict(raw)
+    parent_name = raw.pop(EXTENDS_KEY)
+    if not isinstance(parent_name, str) or not parent_name:
+        raise ParamsError(path, EXTENDS_KEY, f"expected a params file name, got {parent_name!r}")
+    parent = (path.parent / parent_name).resolve()
+    if parent in (*_seen, path.resolve()):
+        raise ParamsError(path, EXTENDS_KEY, f"{parent_name} extends this file again (a cycle)")
+    if not parent.is_file():
+        raise ParamsError(path, EXTENDS_KEY, f"no params file {parent}")
+    base = raw_params(parent, (*_seen, path.resolve()))
+    if not isinstance(base, dict):
+        raise ParamsError(parent, "", f"expected a mapping, got {base!r}")
+    return merge_overlay(base, raw)
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params YAML file (relative paths resolve from the repository root).
+
+    A file may start from another with `extends: other.yaml` and set only what differs."""
+    path = Path(path)
+    if not path.is_absolute() and not path.exists():
+        path = repo_root() / path
+    params = _build(Params, raw_params(path), "", path)
     return dataclasses.replace(params, source_file=str(path))
 
 

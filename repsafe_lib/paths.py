@@ -44,7 +44,11 @@ def bundled_data_dir() -> Path:
 
 
 def resolve_data_source(source: str) -> str:
-    """`demo:<file>` → the bundled file; an existing relative path → from the repo root; else as is."""
+    """`demo:<path>` → bundled data; an existing relative path → from the repo root; else as is.
+
+    `<path>` is a file in `repsafe_lib/data/` or a folder under it, e.g. `demo:hub/cais/mmlu`: a
+    local copy of a hub repository in its published layout, which the loaders read like the hub id.
+    """
     if source.startswith("demo:"):
         return str(bundled_data_dir() / source.removeprefix("demo:"))
     candidate = repo_root() / source

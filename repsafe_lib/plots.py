@@ -199,6 +199,70 @@ def plot_probe_layers(
     return fig
 
 
+def plot_alignment_layers(layer_summary, reward_accuracy, model_name: str) -> plt.Figure:
+    """Fig 1 in the paper's form: per-layer probe precision before alignment (blue bars, mean and
+    min-max over splits) and each layer's reward accuracy after alignment (orange: the refreshed
+    R_h's layer scorers on the aligned policy's states of held-out pairs), with the gated R_h after
+    alignment as a horizontal line; the same scorers before alignment in grey for reference.
+    `reward_accuracy` is `evaluation.reward_accuracy_by_layer`'s rows for both stages."""
+    use_style()
+    layers = layer_summary["layer"].to_numpy()
+    mean = layer_summary["precision_unsafe_mean"].to_numpy()
+    spread = [
+        mean - layer_summary["precision_unsafe_min"],
+        layer_summary["precision_unsafe_max"] - mean,
+    ]
+    fig, ax = plt.subplots(figsize=(9.5, 3.4))
+    ax.bar(
+        layers,
+        mean,
+        width=0.75,
+        color="#7fa7d3",
+        edgecolor="#1f5fa8",
+        linewidth=0.5,
+        label="probe precision, before alignment (unsafe = positive)",
+    )
+    ax.errorbar(layers, mean, yerr=spread, fmt="none", ecolor="#1f3f68", lw=0.8, capsize=1.5)
+    styles = {
+        "after alignment": {"color": "#e67e22", "marker": "o", "linewidth": 1.6, "zorder": 3},
+        "before alignment": {"color": "#888888", "marker": ".", "linewidth": 0.9, "zorder": 2},
+    }
+    lows = [float(np.nanmin(layer_summary["precision_unsafe_min"]))]
+    for stage, style in styles.items():
+        rows = reward_accuracy[reward_accuracy["stage"] == stage]
+        per_layer = rows[rows["scorer"] == "layer"]
+        hybrid = rows.loc[rows["scorer"] == "hybrid reward", "pairwise_accuracy"]
+        if per_layer.empty:
+            continue
+        values = per_layer["pairwise_accuracy"].to_numpy(dtype=float)
+        ax.plot(
+            per_layer["layer"].to_numpy(dtype=float),
+            values,
+            markersize=3,
+            label=f"layer reward accuracy, {stage}",
+            **style,
+        )
+        if len(hybrid):
+            value = float(hybrid.iloc[0])
+            ax.axhline(
+                value,
+                color=style["color"],
+                linestyle="dashed",
+                linewidth=1.2,
+                label=f"hybrid reward accuracy, {stage}: {value:.3f}",
+            )
+            lows.append(value)
+        lows.append(float(np.nanmin(values)) if np.isfinite(values).any() else 1.0)
+    ax.set_ylim(max(0.0, min(lows) - 0.05), 1.01)
+    ax.set_xlabel("decoder layer")
+    ax.set_ylabel("precision / pairwise accuracy")
+    ax.set_xticks(layers[:: max(1, len(layers) // 15)])
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
+    ax.set_title(f"{model_name}: probes before alignment, layer rewards after (held-out pairs)")
+    fig.tight_layout()
+    return fig
+
+
 def plot_reward_strategies(strategy_summary) -> plt.Figure:
     """Fig 6 (pairwise form): held-out pairwise accuracy per reward strategy, mean and min-max."""
     use_style()
@@ -298,28 +362,38 @@ def _smoothed(values: Sequence[float], window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
+CROSS = "#e67e22"  # Fig 5's colour of the cross-fitted cDPO run
+RUN_MARKERS = {"dpo": "s", "cdpo_crossfit": "^"}
+
+
 def plot_training_curves(runs: dict[str, list[dict]], window: int = 5) -> plt.Figure:
     """Fig 5 from the logged per-step metrics: preference accuracy of the implicit DPO reward
     (Eq 3) and of R_h on each training batch, the implicit reward margin z, gamma (Eq 8: the
-    paper's "hybrid reward" curve), and the SFT loss.
+    paper's "hybrid reward" curve), and the SFT loss; cDPO with the paper's single R_h and with
+    cross-fitted ones (`cdpo_crossfit`) side by side.
     Thin lines are the raw steps, thick ones a trailing mean over `window` steps."""
     use_style()
     fig, axes = plt.subplots(2, 2, figsize=(9, 5.6))
     lines = {
         (0, 0): [
             ("cdpo", "reward_accuracy", "cDPO implicit reward", "#c0392b", "solid"),
+            ("cdpo_crossfit", "reward_accuracy", "cDPO cross-fit implicit reward", CROSS, "solid"),
             ("dpo", "reward_accuracy", "vanilla DPO implicit reward", "#1f5fa8", "solid"),
             ("cdpo", "hybrid_accuracy", "R_h, refreshed (cDPO)", "#c0392b", "dashed"),
+            ("cdpo_crossfit", "hybrid_accuracy", "cross-fitted R_h, refreshed", CROSS, "dashed"),
             ("dpo", "hybrid_accuracy", "R_h, frozen (DPO run)", "#1f5fa8", "dashed"),
         ],
         (0, 1): [
             ("cdpo", "reward_margin", "cDPO", "#c0392b", "solid"),
+            ("cdpo_crossfit", "reward_margin", "cDPO, cross-fitted gamma", CROSS, "solid"),
             ("dpo", "reward_margin", "vanilla DPO", "#1f5fa8", "solid"),
         ],
         (1, 0): [
             ("cdpo", "gamma_mean", "mean gamma, refreshed R_h (cDPO)", "#c0392b", "solid"),
+            ("cdpo_crossfit", "gamma_mean", "mean gamma, cross-fitted R_h", CROSS, "solid"),
             ("dpo", "gamma_mean", "mean gamma, frozen R_h (DPO run)", "#1f5fa8", "dashed"),
-            ("cdpo", "gamma_below_half", "share gamma < 0.5", "#7f7f7f", "dotted"),
+            ("cdpo", "gamma_below_half", "share gamma < 0.5 (cDPO)", "#7f7f7f", "dotted"),
+            ("cdpo_crossfit", "gamma_below_half", "share < 0.5 (cross-fit)", CROSS, "dotted"),
         ],
         (1, 1): [("sft", "loss", "SFT (token NLL)", "#2e8b57", "solid")],
     }
@@ -337,8 +411,8 @@ def plot_training_curves(runs: dict[str, list[dict]], window: int = 5) -> plt.Fi
                 continue
             steps = [m["step"] for m in rows]
             values = [m[key] for m in rows]
-            # vanilla DPO's lines carry squares so the runs stay apart in grayscale
-            marker = {"marker": "s", "markersize": 3, "markevery": max(1, len(steps) // 8)}
+            # markers (DPO squares, cross-fitted cDPO triangles) keep runs apart in grayscale
+            marker = {"marker": RUN_MARKERS.get(run), "markevery": max(1, len(steps) // 8)}
             ax.plot(steps, values, color=color, linestyle=style, linewidth=0.6, alpha=0.35)
             ax.plot(
                 steps,
@@ -346,7 +420,8 @@ def plot_training_curves(runs: dict[str, list[dict]], window: int = 5) -> plt.Fi
                 color=color,
                 linestyle=style,
                 label=label,
-                **(marker if run == "dpo" else {}),
+                markersize=3,
+                **(marker if run in RUN_MARKERS else {}),
             )
         ax.set_ylabel(labels[position])
         ax.set_xlabel("step")

@@ -68,7 +68,8 @@ FIGURE_NOTES = {
     "fig2": "The paper gives Fig 2 (and Fig 8 for 13B) as KDE plots only.",
     "fig4": "The paper gives Fig 4 as a plot only (XSTest graded by GPT-4o); no numbers.",
     "fig5": "The paper gives Fig 5 as a plot only (reward curves during alignment).",
-    "fig6": "The paper gives Fig 6 as a plot only (toxic rate by reward strategy, top-4 samples).",
+    "fig6": "The paper gives Fig 6 as a plot only (toxic rate by reward strategy and unsafe"
+    " category, top-4 of 8 samples, PKU-SafeRLHF test and hh red-team prompts).",
     "fig7": "The paper gives Fig 7 as a plot only; its text (Sec 4.8) says ours is 5-6 orders of"
     " magnitude cheaper than online sampling at 7B and does not grow with the sequence length.",
 }

@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from repsafe_lib import results
 from repsafe_lib.artifacts import write_text
-from repsafe_lib.params import ParamsError, load_params
+from repsafe_lib.params import ParamsError, load_params, raw_params
 from repsafe_lib.paths import profile_dir
 
 REPORT_DIR = "report"
@@ -134,6 +135,9 @@ def run_html(outputs: Path, manifests: dict[str, dict], params, notebooks: list[
         index=False, escape=False, na_rep="–", border=0
     )
     params_text = Path(params.source_file).read_text(encoding="utf-8")
+    resolved = raw_params(Path(params.source_file))
+    if resolved != yaml.safe_load(params_text):  # an `extends:` file: show what it resolved to
+        params_text += "\n# resolved:\n" + yaml.safe_dump(resolved, sort_keys=False)
     return (
         f"<h2 id='run'>Run</h2><p>profile <b>{html.escape(params.profile)}</b>, seed {params.seed},"
         f" params hash {params.fingerprint()}; python {html.escape(latest.get('python', '–'))}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -116,8 +117,36 @@ def hybrid_reward_scores(
 ) -> torch.Tensor:
     """`R_h` of every sample `[n]`: one forward of prompt + response through `model` (the policy
     that the reward's states come from), the last token's state of the reward's layers."""
+    states = _sample_states(
+        model, tokenizer, prompts, records, reward, max_length, batch_size, progress
+    )
+    with torch.no_grad():
+        return reward(states).cpu()
+
+
+def hybrid_layer_scores(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Mapping[str, str],
+    records: Sequence[ResponseRecord],
+    reward: HybridReward,
+    *,
+    max_length: int,
+    batch_size: int,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Every layer scorer's own score s_l of every sample `[n, L]`, from the same forward as
+    `hybrid_reward_scores` (`reward.mix` of these is R_h)."""
+    states = _sample_states(
+        model, tokenizer, prompts, records, reward, max_length, batch_size, progress
+    )
+    with torch.no_grad():
+        return reward.layer_scores(states).cpu()
+
+
+def _sample_states(model, tokenizer, prompts, records, reward, max_length, batch_size, progress):
     texts = [format_conversation(tokenizer, prompts[r.prompt_id], r.text) for r in records]
-    states = extract_hidden_states(
+    return extract_hidden_states(
         model,
         tokenizer,
         texts,
@@ -126,18 +155,16 @@ def hybrid_reward_scores(
         batch_size=batch_size,
         progress=progress,
     )
-    with torch.no_grad():
-        return reward(states).cpu()
 
 
 def train_prompts(
-    pairs: Sequence[PreferencePair], limit: int | None, seed: int
+    pairs: Sequence[PreferencePair], limit: int | None, seed: int, *, benchmark: str = "train"
 ) -> list[EvalPrompt]:
-    """The distinct prompts of training pairs as `EvalPrompt`s (id: the first pair's id), at most
-    `limit` of them (a seeded choice in file order)."""
+    """The distinct prompts of preference pairs as `EvalPrompt`s (id: the first pair's id) of
+    `benchmark`, at most `limit` of them (a seeded choice in file order)."""
     seen: dict[str, EvalPrompt] = {}
     for pair in pairs:
-        seen.setdefault(pair.prompt, EvalPrompt(pair.pair_id, pair.prompt, "train", None, None))
+        seen.setdefault(pair.prompt, EvalPrompt(pair.pair_id, pair.prompt, benchmark, None, None))
     return subsample(list(seen.values()), limit, seed)
 
 
@@ -255,5 +282,189 @@ def plot_table2(shares: pd.DataFrame, *, judge: str):
         ax.set_xticks(range(len(rows)), labels, rotation=35, ha="right")
         ax.set_title(f"{stage} alignment")
         ax.set_ylabel(f"toxic rate (%), judge: {judge}")
+    fig.tight_layout()
+    return fig
+
+
+# Fig 6 in the paper's form (Sec 4.8): toxic rate of the top-k samples each reward strategy picks.
+
+FIG6_RANDOM_DRAWS = 100  # the random layer's rate is a mean over this many seeded draws
+FIG6_STRATEGIES = {
+    "best_layer": "best layer (oracle)",
+    "worst_layer": "worst layer (oracle)",
+    "last_layer": "last layer",
+    "random_layer": "random layer",
+    "ours": "ours (gated R_h)",
+}
+
+
+@dataclass(frozen=True)
+class LayerScoredResponse:
+    """One sample of Fig 6's data: the gated R_h and each active layer scorer's own score."""
+
+    benchmark: str
+    prompt_id: str
+    sample_index: int
+    prompt: str
+    text: str
+    empty: bool
+    hybrid_reward: float
+    layers: tuple[int, ...]  # the R_h's active layers, shallow to deep
+    layer_scores: tuple[float, ...]  # s_l of each of `layers`
+
+
+def layer_scored_responses(
+    samples_by_set: Mapping[str, Sequence[ResponseRecord]],
+    layer_scores: Mapping[str, torch.Tensor],
+    reward: HybridReward,
+    prompts: Mapping[str, str],
+) -> list[LayerScoredResponse]:
+    """Fig 6's rows: every sample with its prompt's text (`prompts[prompt_id]`), R_h and its active
+    layers' scores (`layer_scores[name]` is `hybrid_layer_scores` of `samples_by_set[name]`,
+    `[n, L]`)."""
+    active = reward.active.cpu()
+    layers = tuple(
+        int(x) for x, on in zip(reward.config.layers, active.tolist(), strict=True) if on
+    )
+    rows = []
+    for name, samples in samples_by_set.items():
+        scores = layer_scores[name]
+        with torch.no_grad():
+            hybrid = reward.mix(scores.to(reward.bias.device)).cpu()
+        for sample, row, r_h in zip(samples, scores[:, active], hybrid, strict=True):
+            rows.append(
+                LayerScoredResponse(
+                    name,
+                    sample.prompt_id,
+                    sample.sample_index,
+                    prompts[sample.prompt_id],
+                    sample.text,
+                    sample.empty,
+                    float(r_h),
+                    layers,
+                    tuple(float(v) for v in row),
+                )
+            )
+    return rows
+
+
+def strategy_scores(
+    layer_scores: np.ndarray, hybrid: np.ndarray, unsafe: np.ndarray, random_layers: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Each Fig 6 strategy's score of every sample `[n]` from the layer scores `[n, L]`.
+
+    best: per sample, the layer that agrees most with the judge (the highest layer score for a
+    response judged safe, the lowest for one judged unsafe): the oracle upper bound; worst: the
+    layer that disagrees most (the lower bound); last: the deepest layer; random: the layer
+    `random_layers[i]` (drawn uniformly per sample); ours: the gated R_h. `unsafe` holds 1, 0 or
+    NaN (unparsed: the oracles then use the mean over layers, as no layer is known to be right).
+    """
+    high, low, mean = layer_scores.max(axis=1), layer_scores.min(axis=1), layer_scores.mean(axis=1)
+    parsed = ~np.isnan(unsafe)
+    is_unsafe = parsed & (np.nan_to_num(unsafe) > 0.5)
+    best = np.where(parsed, np.where(is_unsafe, low, high), mean)
+    worst = np.where(parsed, np.where(is_unsafe, high, low), mean)
+    return {
+        "best_layer": best,
+        "worst_layer": worst,
+        "last_layer": layer_scores[:, -1],
+        "random_layer": layer_scores[np.arange(len(layer_scores)), random_layers],
+        "ours": hybrid,
+    }
+
+
+def _toxic_rate(unsafe: np.ndarray, chosen: Sequence[int]) -> tuple[float, int]:
+    picked = unsafe[list(chosen)]
+    parsed = picked[~np.isnan(picked)]
+    return (float(parsed.mean()) if len(parsed) else np.nan), int(len(picked) - len(parsed))
+
+
+def fig6_toxic_rates(
+    samples: Sequence[LayerScoredResponse],
+    unsafe: Sequence[bool | None],
+    *,
+    k: int,
+    judge: str,
+    random_draws: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Toxic rate of each prompt's top-`k` samples by every strategy of `strategy_scores`, and of
+    all samples; `unsafe[i]` is the judge's verdict on `samples[i]` (None: unparsed, left out of
+    the rate). The random layer is drawn `random_draws` times (seeded): its row is the mean rate,
+    with the min and max over draws."""
+    if random_draws < 1:
+        raise ValueError(f"random_draws must be >= 1, got {random_draws}")
+    verdicts = np.array([np.nan if u is None else float(u) for u in unsafe])
+    scores = np.array([s.layer_scores for s in samples], dtype=float)
+    hybrid = np.array([s.hybrid_reward for s in samples])
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(scores.shape[1], size=(random_draws, len(samples)))
+    rates: dict[str, list[float]] = {key: [] for key in FIG6_STRATEGIES}
+    unparsed: dict[str, int] = {}
+    for drawn in draws:
+        for key, score in strategy_scores(scores, hybrid, verdicts, drawn).items():
+            if key != "random_layer" and rates[key]:
+                continue  # only the random layer changes between draws
+            rate, unparsed[key] = _toxic_rate(verdicts, _top_k_per_benchmark(samples, score, k))
+            rates[key].append(rate)
+    everything, unparsed_all = _toxic_rate(verdicts, range(len(samples)))
+    rows = [
+        _fig6_row(FIG6_STRATEGIES[key], np.array(values), unparsed[key], k, judge)
+        for key, values in rates.items()
+    ]
+    rows.append(_fig6_row("all samples", np.array([everything]), unparsed_all, None, judge))
+    prompts = len({(s.benchmark, s.prompt_id) for s in samples})
+    benchmarks = "+".join(dict.fromkeys(s.benchmark for s in samples))
+    return pd.DataFrame(rows).assign(prompts=prompts, benchmarks=benchmarks)
+
+
+def _top_k_per_benchmark(
+    samples: Sequence[LayerScoredResponse], scores: np.ndarray, k: int
+) -> list[int]:
+    """`top_k` within each benchmark, so prompts of two sets never share a ranking."""
+    chosen = []
+    for benchmark in dict.fromkeys(s.benchmark for s in samples):
+        rows = [i for i, s in enumerate(samples) if s.benchmark == benchmark]
+        picked = top_k([samples[i] for i in rows], scores[rows].tolist(), k)
+        chosen += [rows[i] for i in picked]
+    return chosen
+
+
+def _fig6_row(strategy: str, rates: np.ndarray, unparsed: int, k: int | None, judge: str) -> dict:
+    return {
+        "strategy": strategy,
+        "judge": judge,
+        "top_k": k,
+        "toxic_rate": float(np.mean(rates)),
+        "min": float(np.min(rates)),
+        "max": float(np.max(rates)),
+        "draws": len(rates),
+        "unparsed": unparsed,
+    }
+
+
+def plot_fig6_toxic_rates(rates: pd.DataFrame, *, judge: str):
+    """Fig 6 in the paper's form: toxic rate (%) of the top-k samples per reward strategy, with
+    the rate of all samples as a reference line and the random layer's min-max over draws."""
+    import matplotlib.pyplot as plt
+
+    from repsafe_lib.plots import use_style
+
+    use_style()
+    strategies = rates[rates["top_k"].notna()]
+    everything = rates.loc[rates["top_k"].isna(), "toxic_rate"]
+    mean = 100 * strategies["toxic_rate"].to_numpy(dtype=float)
+    spread = [mean - 100 * strategies["min"], 100 * strategies["max"] - mean]
+    colours = ["#c0392b" if s.startswith("ours") else "#7f7f7f" for s in strategies["strategy"]]
+    fig, ax = plt.subplots(figsize=(6.2, 3.2))
+    ax.bar(range(len(strategies)), mean, color=colours, edgecolor="#333333", linewidth=0.5)
+    ax.errorbar(range(len(strategies)), mean, yerr=spread, fmt="none", ecolor="#222222", lw=0.8)
+    if len(everything):
+        value = 100 * float(everything.iloc[0])
+        ax.axhline(value, color="#1f5fa8", linestyle="dashed", label=f"all samples: {value:.1f}%")
+        ax.legend(fontsize=7)
+    ax.set_xticks(range(len(strategies)), strategies["strategy"], rotation=25, ha="right")
+    k = int(strategies["top_k"].iloc[0])
+    ax.set_ylabel(f"toxic rate of the top-{k} (%), judge: {judge}")
     fig.tight_layout()
     return fig

@@ -86,9 +86,16 @@ SPECS = (
     ),
     ItemSpec(
         "fig1",
-        "Fig 1: per-layer probe precision, the hybrid reward and two text-only controls",
-        "03_hybrid_reward",
+        "Fig 1: per-layer probe precision before alignment, per-layer reward accuracy after"
+        " alignment, the hybrid reward and two text-only controls",
+        "02_probes, 03_hybrid_reward, 06_evaluation",
         (
+            TableSource(
+                "per-layer and hybrid reward accuracy on held-out pairs, before alignment (notebook"
+                " 03's R_h, base policy) and after (the cDPO policy and its refreshed R_h)",
+                "06_evaluation/fig1_reward_accuracy.csv",
+                name="reward_accuracy",
+            ),
             TableSource(
                 "hybrid reward",
                 "03_hybrid_reward/hybrid_metrics.csv",
@@ -102,16 +109,40 @@ SPECS = (
                 "probe per layer", "02_probes/probe_metrics.csv", _layer_metrics("layer"), "probes"
             ),
         ),
-        "03_hybrid_reward/fig1_probes.png",
+        "06_evaluation/fig1_alignment.png",
+        paper_note=published.FIGURE_NOTES["fig1"],
+    ),
+    ItemSpec(
+        "fig1_probes",
+        "Fig 1, probes alone: precision and accuracy per layer, with the hybrid reward and the"
+        " text-only controls (before alignment)",
+        "03_hybrid_reward",
+        figure="03_hybrid_reward/fig1_probes.png",
         paper_note=published.FIGURE_NOTES["fig1"],
     ),
     ItemSpec(
         "fig6",
-        "Fig 6: reward strategies (oracle best layer, worst, last, random, gated)",
+        "Fig 6: toxic rate of the top-k samples picked by each reward strategy (oracle best layer,"
+        " worst, last, random, gated)",
+        "06_evaluation",
+        (
+            TableSource(
+                "toxic rate of each strategy's top-k, reference samples of held-out-pair and"
+                " red-team prompts",
+                "06_evaluation/fig6_top_k.csv",
+            ),
+        ),
+        "06_evaluation/fig6_top_k.png",
+        paper_note=published.FIGURE_NOTES["fig6"],
+    ),
+    ItemSpec(
+        "fig6_pairwise",
+        "Fig 6, pairwise form: held-out pairwise accuracy of each reward strategy",
         "03_hybrid_reward",
         (TableSource("pairwise accuracy", "03_hybrid_reward/fig6_strategies.csv"),),
         "03_hybrid_reward/fig6_strategies.png",
-        paper_note=published.FIGURE_NOTES["fig6"],
+        paper_note="The paper draws Fig 6 as toxic rates only (see Fig 6 above); this form is"
+        " the suite's own, on held-out preference pairs, with no judge in the loop.",
     ),
     ItemSpec(
         "fig5",
@@ -134,7 +165,9 @@ SPECS = (
         "06_evaluation",
         (TableSource("toxic rate, % [95% CI]", "06_evaluation/table1.csv"),),
         paper=published.table1,
-        paper_note="Paper, Llama2-7B rows: toxic rate (%), SG = Llama-Guard-2, MJ = MD-Judge.",
+        paper_note="Paper, Llama2-7B rows: toxic rate (%), SG = Llama-Guard-2, MJ = MD-Judge; its"
+        " 'average' is the mean of the six cells, this run's 'average · all judges' when both"
+        " judges ran.",
     ),
     ItemSpec(
         "table2",
@@ -162,9 +195,11 @@ SPECS = (
         "table3",
         "Table 3: over-alignment (MMLU, general reward model)",
         "06_evaluation",
-        (TableSource("MMLU accuracy and general reward", "06_evaluation/table3.csv"),),
+        (TableSource("MMLU accuracy and general rewards", "06_evaluation/table3.csv"),),
         paper=published.table3,
-        paper_note="Paper, Llama2-7B (appendix A.1); 'cdpo_star' is the paper's 'Ours'.",
+        paper_note="Paper, Llama2-7B (appendix A.1); 'cdpo_star' is the paper's 'Ours';"
+        " RM-deberta = OpenAssistant/reward-model-deberta-v3-large-v2, FsfairX ="
+        " sfairXC/FsfairX-LLaMA3-RM-v0.1 (a column each here when configured).",
     ),
     ItemSpec(
         "fig7",

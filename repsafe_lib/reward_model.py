@@ -3,8 +3,11 @@ baseline's labeller and Table 2's "rm" rows; paper Sec 4.2, 4.5).
 
 The decoder body (no LM head) reads prompt + response in the policy's chat format; a linear head
 maps the last token's final (normed) state to one reward. It is trained with the Bradley-Terry
-loss `-log sigmoid(r(chosen) - r(rejected))` on the safety pairs, dropout off. Saved as the body's
-`save_pretrained` (safetensors) plus the head as safetensors and a JSON file, never as a pickle.
+loss `-log sigmoid(r(chosen) - r(rejected))` on the safety pairs, dropout off, like the policy:
+float32 master weights under autocast, or LoRA adapters on the body (merged after training), with
+gradient checkpointing where the profile sets it. It scores with its body in the policy's dtype.
+Saved as the body's `save_pretrained` (safetensors) plus the head as safetensors and a JSON file,
+never as a pickle, and reloaded straight onto the device it scores on.
 """
 
 from __future__ import annotations
@@ -90,6 +93,32 @@ class RewardModelCurve:
     accuracy: list[float]
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def prepare_for_training(
+    model: ScalarRewardModel, *, lora=None, gradient_checkpointing: bool = False
+) -> list[nn.Parameter]:
+    """Like the policy's runs: LoRA adapters on the body (a `LoraParams`; the head is trained
+    whole) or float32 master weights for every parameter (bfloat16 weights stepped by AdamW at
+    lr 1e-5 mostly do not move); gradient checkpointing where asked; dropout off. Returns the
+    trainable parameters."""
+    from repsafe_lib.training import disable_dropout, lora_config
+
+    if lora is not None:
+        from peft import get_peft_model
+
+        model.body = get_peft_model(model.body, lora_config(lora, "FEATURE_EXTRACTION"))
+    else:
+        model.float()
+    if gradient_checkpointing:
+        model.body.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    disable_dropout(model)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def train_reward_model(
     model: ScalarRewardModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -101,42 +130,69 @@ def train_reward_model(
     max_length: int,
     seed: int,
     max_grad_norm: float = 1.0,
+    mixed_precision: str = "no",
+    gradient_checkpointing: bool = False,
+    lora=None,
     progress: bool = True,
 ) -> RewardModelCurve:
     """`steps` AdamW steps of the BT loss on batches of `batch_size` pairs (a seeded permutation
-    per epoch), every parameter trained, dropout off; the model is left in eval mode."""
-    from repsafe_lib.training import batch_schedule, disable_dropout
+    per epoch), dropout off, under autocast in `mixed_precision` ("no", "bf16", "fp16" with a
+    gradient scaler) with the master weights `prepare_for_training` sets up (adapters merged
+    into the body afterwards); the model is left in eval mode."""
+    from repsafe_lib.training import batch_schedule
 
     if not pairs:
         raise ValueError("no preference pairs to train the reward model on")
     seed_everything(seed)
-    disable_dropout(model)
+    trainable = prepare_for_training(
+        model, lora=lora, gradient_checkpointing=gradient_checkpointing
+    )
     model.train()
     chosen = _encode(tokenizer, [p.prompt for p in pairs], [p.chosen for p in pairs], max_length)
     rejected = _encode(
         tokenizer, [p.prompt for p in pairs], [p.rejected for p in pairs], max_length
     )
-    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    optimiser = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
+    device_type = _device(model).type
+    autocast_dtype = AUTOCAST_DTYPES.get(mixed_precision)
+    scaler = torch.amp.GradScaler(device_type, enabled=mixed_precision == "fp16")
     curve = RewardModelCurve([], [])
     schedule = batch_schedule(len(pairs), batch_size, steps, seed)
     for batch in tqdm(schedule, desc="reward model", unit="step", disable=not progress):
-        rewards = _rewards(
-            model, [chosen[i] for i in batch] + [rejected[i] for i in batch], tokenizer.pad_token_id
-        )
-        r_chosen, r_rejected = rewards.chunk(2)
+        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            rewards = _rewards(
+                model,
+                [chosen[i] for i in batch] + [rejected[i] for i in batch],
+                tokenizer.pad_token_id,
+            )
+        r_chosen, r_rejected = rewards.float().chunk(2)
         loss = margin_bt_loss(r_chosen, r_rejected, mu=0.0)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"reward model loss is {loss.item()} at step {len(curve.loss)}"
             )
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimiser.step()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimiser)
+        torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+        scaler.step(optimiser)
+        scaler.update()
         optimiser.zero_grad(set_to_none=True)
         curve.loss.append(float(loss.detach()))
         curve.accuracy.append(float((r_chosen > r_rejected).float().mean()))
+    if lora is not None:
+        model.body = model.body.merge_and_unload()
     model.eval()
     return curve
+
+
+def for_scoring(model: ScalarRewardModel, dtype: torch.dtype) -> ScalarRewardModel:
+    """The trained model with its body in `dtype` (the policy's, as `load_reward_model` reloads
+    it) and the head in float32, gradient checkpointing off, in eval mode."""
+    if getattr(model.body, "is_gradient_checkpointing", False):
+        model.body.gradient_checkpointing_disable()
+    model.body.to(dtype)
+    model.head.float()
+    return model.eval()
 
 
 @torch.no_grad()
@@ -236,13 +292,18 @@ def read_reward_model_metadata(directory: str | Path) -> dict | None:
 
 
 def load_reward_model(
-    directory: str | Path, *, dtype: torch.dtype | None = None
+    directory: str | Path, *, dtype: torch.dtype | None = None, device: str = "auto"
 ) -> ScalarRewardModel:
-    """A reward model saved by `save_reward_model`, in eval mode on the CPU."""
+    """A reward model saved by `save_reward_model`, in eval mode, its body in `dtype` (None: as
+    saved) and loaded straight onto the device it will score on: `device` as `model.device` of
+    a profile names it ("auto": cuda > mps > cpu)."""
+    from repsafe_lib.models import pick_device
+
     directory = Path(directory)
     if read_reward_model_metadata(directory) is None:
         raise FileNotFoundError(f"{directory}: no reward model saved by repsafe here")
-    body = AutoModel.from_pretrained(directory / "body", dtype=dtype)
+    target = pick_device(device)
+    body = AutoModel.from_pretrained(directory / "body", dtype=dtype, device_map={"": str(target)})
     model = ScalarRewardModel(body)
     head = load_file(directory / "head.safetensors")
     model.head.load_state_dict(head)

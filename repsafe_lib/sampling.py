@@ -1,7 +1,10 @@
 """Responses of a policy to evaluation prompts: batched, deterministic, cached (paper Sec 4.2).
 
 Prompts are rendered with the policy's chat template (`hidden_states.format_prompt`), left-padded
-into length-sorted batches and decoded until the end-of-sequence token or `max_new_tokens`.
+into length-sorted batches and decoded until the end-of-sequence token or `max_new_tokens`. A model
+without a chat template (a base model such as Llama-2-7b) sees the hh-rlhf dialogue format, which has
+no end-of-turn token: its answer ends where it starts the next `Human:`/`Assistant:` turn, so its
+rows also stop there and the response is cut before the marker.
 
 Greedy decoding is the default. Sampled decoding draws each row's next token with its own
 `torch.Generator`, seeded from (seed, prompt id, sample index), so a prompt's samples do not depend
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,8 @@ from transformers import (
     LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
 )
 
 from repsafe_lib.artifacts import write_json
@@ -39,7 +45,7 @@ from repsafe_lib.records import read_records, write_records
 from repsafe_lib.seeding import stable_seed
 
 # Bump when the meaning of a cached response changes (prompt formatting, stopping, decoding).
-GENERATION_CONVENTION = "chat-template/left-pad/stop-at-eos/v1"
+GENERATION_CONVENTION = "chat-template-or-dialogue/left-pad/stop-at-eos-or-next-turn/v2"
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,8 @@ class Generation:
     """Decoded continuation of one input text."""
 
     text: str
-    num_tokens: int  # generated tokens before the end-of-sequence token
-    finished: bool  # stopped at the end-of-sequence token (else ran out of max_new_tokens)
+    num_tokens: int  # generated tokens of the answer: before the end-of-sequence token or turn
+    finished: bool  # ended at the end-of-sequence token or a turn marker (else hit max_new_tokens)
 
 
 @dataclass(frozen=True)
@@ -168,11 +174,62 @@ def _generation_config(tokenizer, max_new_tokens: int, stop_ids: list[int]) -> G
     )
 
 
-def _decode(tokenizer, new_tokens: list[int], stop_ids: list[int]) -> Generation:
+# The start of a new turn in the hh-rlhf dialogue format (`hidden_states.PLAIN_FORMAT`): a speaker's
+# name and a colon at the start of the answer or of a line, after any whitespace ("\n\nHuman:",
+# "\nHuman:", " Human:" right after "Assistant:"), whichever way the tokenizer splits the newlines.
+TURN_MARKER = re.compile(r"(?:\A|\n)\s*(?:Human|Assistant):")
+
+
+def end_of_turn(text: str) -> int | None:
+    """Where the answer in `text` ends: the position of the first turn marker, or None."""
+    match = TURN_MARKER.search(text)
+    return match.start() if match else None
+
+
+class StopAtNextTurn(StoppingCriteria):
+    """Per row: stop once the generated text (after `prompt_width` tokens) holds a turn marker.
+
+    Each step decodes only a row's last `window` tokens (a marker completed by the newest token
+    starts a few tokens back), which keeps the check near 1 ms per step for 32 rows at any length;
+    `_decode` cuts on the whole text.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_width: int, window: int = 32):
+        self.tokenizer, self.prompt_width, self.window = tokenizer, prompt_width, window
+        self.done: list[bool] | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        if self.done is None:
+            self.done = [False] * len(input_ids)
+        generated = input_ids[:, self.prompt_width :]
+        clipped = generated.shape[1] > self.window
+        for row, ids in enumerate(generated[:, -self.window :].tolist()):
+            if not self.done[row]:
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                # A clipped window does not start the answer: its start must not count as one.
+                self.done[row] = end_of_turn(f"_{text}" if clipped else text) is not None
+        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+
+def _tokens_before(tokenizer, tokens: list[int], end: int) -> int:
+    """How many leading `tokens` decode to text no longer than `end` characters."""
+    count = len(tokens)
+    while count and len(tokenizer.decode(tokens[:count], skip_special_tokens=True)) > end:
+        count -= 1
+    return count
+
+
+def _decode(
+    tokenizer, new_tokens: list[int], stop_ids: list[int], cut_at_turn: bool = False
+) -> Generation:
     stops = [i for i, token in enumerate(new_tokens) if token in stop_ids]
     kept = new_tokens[: stops[0]] if stops else new_tokens
-    text = tokenizer.decode(kept, skip_special_tokens=True).strip()
-    return Generation(text=text, num_tokens=len(kept), finished=bool(stops))
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    turn_end = end_of_turn(text) if cut_at_turn else None
+    if turn_end is None:
+        return Generation(text=text.strip(), num_tokens=len(kept), finished=bool(stops))
+    answer = text[:turn_end].strip()
+    return Generation(answer, num_tokens=_tokens_before(tokenizer, kept, turn_end), finished=True)
 
 
 @torch.inference_mode()
@@ -184,6 +241,7 @@ def generate_texts(
     max_new_tokens: int,
     batch_size: int,
     add_special_tokens: bool,
+    end_at_next_turn: bool = False,
     row_seeds: Sequence[int] | None = None,
     temperature: float = 1.0,
     top_p: float = 1.0,
@@ -192,7 +250,9 @@ def generate_texts(
 ) -> list[Generation]:
     """Continue already-formatted `texts`; greedy, or sampled with one seed per row (`row_seeds`).
 
-    Batches are length-sorted and left-padded; the result is in the order of `texts`.
+    Batches are length-sorted and left-padded; the result is in the order of `texts`. With
+    `end_at_next_turn` (dialogue-format prompts) each row also stops at, and is cut before, the next
+    turn marker; the other rows of its batch go on.
     """
     encoded = tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
     stop_ids = stop_token_ids(model, tokenizer)
@@ -205,15 +265,19 @@ def generate_texts(
         processors = LogitsProcessorList()
         if row_seeds is not None:
             processors.append(PerRowSampler([row_seeds[i] for i in batch], temperature, top_p))
+        stopping = StoppingCriteriaList()
+        if end_at_next_turn:
+            stopping.append(StopAtNextTurn(tokenizer, input_ids.shape[1]))
         output = model.generate(
             input_ids=input_ids.to(device),
             attention_mask=mask.to(device),
             generation_config=config,
             logits_processor=processors,
+            stopping_criteria=stopping,
         )
         for row, index in enumerate(batch):
             new_tokens = output[row, input_ids.shape[1] :].tolist()
-            results[index] = _decode(tokenizer, new_tokens, stop_ids)
+            results[index] = _decode(tokenizer, new_tokens, stop_ids, end_at_next_turn)
     return results
 
 
@@ -251,6 +315,7 @@ def _generate(model, tokenizer, prompts, decoding: DecodingConfig, batch_size, p
         max_new_tokens=decoding.max_new_tokens,
         batch_size=batch_size,
         add_special_tokens=not tokenizer.chat_template,  # a chat template writes its own BOS
+        end_at_next_turn=not tokenizer.chat_template,  # the dialogue format has no end-of-turn token
         row_seeds=seeds if decoding.do_sample else None,
         temperature=decoding.temperature,
         top_p=decoding.top_p,

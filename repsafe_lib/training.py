@@ -5,17 +5,19 @@ One cDPO step, on a batch of preference pairs:
 
 1. one policy forward over the chosen and the rejected sequences yields the response log-probs
    and, through forward hooks, every layer's last-token state (no second forward);
-2. gamma = sigmoid(alpha * (R_h(h_c) - R_h(h_r))) from an R_h that never saw the pair, before
-   any refresh: the training pairs are split by prompt into folds, each with its own R_h fit on
-   the other folds (`training.confidence_folds`);
+2. gamma = sigmoid(alpha * (R_h(h_c) - R_h(h_r))), before any refresh. The `cdpo` run takes it
+   from the paper's single R_h (notebook 03, fit on every training pair; Sec 3.4, 4.1); the
+   `cdpo_crossfit` run from R_h's cross-fitted on folds of the prompts, each pair scored by the
+   R_h fit on the other folds (`training.confidence_folds`), so no reward scores a pair it saw;
 3. the cDPO loss with that per-pair gamma, backward, one optimiser step;
 4. the refresh: `refresh_steps` AdamW steps of the margin-BT loss for every R_h on the batch's
-   detached states from the folds it trains on, so the rewards track the moving representations
-   and a reward never scores a pair it was refreshed on.
+   detached states (the single R_h on every pair, a cross-fitted one only on the other folds'
+   pairs), updating scorers and gate (`training.refresh: full`) or the gate alone (`gate`), so
+   the rewards track the moving representations.
 
-Vanilla DPO is the same loop with gamma = 1; R_h still scores its states (a monitor) but is not
-refreshed. SFT minimises the mean token NLL of the chosen responses. Every run starts from the
-base policy, is seeded, has dropout off, and writes per-step metrics to `metrics.jsonl`.
+Vanilla DPO is the same loop with gamma = 1; the single R_h still scores its states (a monitor)
+but is not refreshed. SFT minimises the mean token NLL of the chosen responses. Every run starts
+from the base policy, is seeded, has dropout off, and writes per-step metrics to `metrics.jsonl`.
 
 The loop is built on `accelerate`: in a notebook it runs in one process (CPU or one GPU); the same
 code runs on many GPUs (DDP) with `accelerate launch --multi_gpu -m repsafe_lib.training --params
@@ -72,12 +74,15 @@ from repsafe_lib.seeding import seed_everything, stable_seed
 log = logging.getLogger(__name__)
 
 # What a run optimises: token NLL of the chosen responses, the DPO loss, or the cDPO loss with a
-# per-pair gamma from R_h. Notebook 04's runs are named after their objective.
+# per-pair gamma from R_h. Notebook 04's runs are named after their objective, except the
+# cross-fitted cDPO, which differs from `cdpo` only in the rewards gamma comes from.
 OBJECTIVES = {"sft": "SFT", "dpo": "vanilla DPO", "cdpo": "cDPO"}
+CROSS_FITTED_RUNS = {"cdpo_crossfit": "cdpo"}
 RUN_LABELS = {
     "sft": "SFT",
     "dpo": "vanilla DPO",
     "cdpo": "cDPO (dataset pairs)",
+    "cdpo_crossfit": "cDPO (dataset pairs, cross-fitted gamma)",
     "dpo_star": "DPO* (re-ranked samples)",
     "cdpo_star": "cDPO* (ours)",
     "online": "online DPO",
@@ -412,13 +417,15 @@ def visited_pairs(schedule: Sequence[Sequence[int]], pairs: Sequence[EncodedPair
     return [pairs[i] for i in seen]
 
 
-# Cross-fitted hybrid rewards and their refresh.
+# The hybrid rewards a run scores with, and their refresh.
 
 
 @dataclass
 class FoldRewards:
-    """One R_h per fold; pair of fold f is scored by `rewards[f]` (fit without fold f) and
-    refreshes every other fold's reward. With a single fold, the one R_h does both."""
+    """The R_h's of a run. Cross-fitted (several): a pair of fold f is scored by `rewards[f]` (fit
+    without fold f) and refreshes every other fold's reward. Single (one, the paper's): it scores
+    and refreshes on every pair, whatever its fold. `train_scorers`: the refresh updates the
+    per-layer scorers as well as the gate."""
 
     rewards: list[HybridReward]
     alpha: float
@@ -437,12 +444,25 @@ class FoldRewards:
             for r in self.rewards
         ]
 
+    @property
+    def cross_fitted(self) -> bool:
+        return len(self.rewards) > 1
+
+    def scored_rows(self, fold: int, folds: torch.Tensor) -> torch.Tensor:
+        """Rows `[n]` (bool) that reward `fold` scores."""
+        return folds == fold if self.cross_fitted else torch.ones_like(folds, dtype=torch.bool)
+
+    def refreshed_rows(self, fold: int, folds: torch.Tensor) -> torch.Tensor:
+        """Rows `[n]` (bool) that reward `fold` is refreshed on: never one it scores, when
+        cross-fitted."""
+        return folds != fold if self.cross_fitted else torch.ones_like(folds, dtype=torch.bool)
+
     @torch.no_grad()
     def score(self, states: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
-        """R_h of each row `[n]` from its fold's reward."""
+        """R_h of each row `[n]`, from its fold's reward when cross-fitted."""
         out = torch.empty(len(states), device=states.device)
         for f, reward in enumerate(self.rewards):
-            rows = folds == f
+            rows = self.scored_rows(f, folds)
             if rows.any():
                 out[rows] = reward(states[rows])
         return out
@@ -454,7 +474,7 @@ class FoldRewards:
         mean loss before the first step (NaN when no reward had pairs)."""
         losses = []
         for f, (reward, optimiser) in enumerate(zip(self.rewards, self.optimisers, strict=True)):
-            rows = folds != f if len(self.rewards) > 1 else torch.ones_like(folds, dtype=torch.bool)
+            rows = self.refreshed_rows(f, folds)
             if not rows.any():
                 continue
             for step in range(steps):
@@ -654,20 +674,48 @@ def disable_dropout(model: nn.Module) -> None:
             setattr(config, key, 0.0)
 
 
-def prepare_policy(model: PreTrainedModel, training) -> PreTrainedModel:
-    """LoRA adapters (optional), gradient checkpointing (optional), dropout off, train mode."""
-    if training.lora is not None:
-        from peft import LoraConfig, get_peft_model
+def training_dtype(policy_dtype: str, training) -> str:
+    """The dtype a trained copy of the policy is loaded in. Full fine-tuning: float32 master
+    weights, always. AdamW steps of lr 1e-5 are below bfloat16's resolution for most weights
+    (spacing 2^-8 relative), so bfloat16 weights stepped directly mostly do not move; autocast
+    (`training.mixed_precision`) still computes in bfloat16. LoRA: the frozen base keeps the
+    policy's dtype (peft keeps the adapters in float32)."""
+    return policy_dtype if training.lora is not None else "float32"
 
-        lora = LoraConfig(
-            r=training.lora.r,
-            lora_alpha=training.lora.alpha,
-            lora_dropout=0.0,
-            target_modules=list(training.lora.target_modules),
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, lora)
+
+def training_spec(spec, training):
+    """`spec` (a `ModelParams`) with the dtype a trained copy is loaded in (`training_dtype`)."""
+    return dataclasses.replace(spec, dtype=training_dtype(spec.dtype, training))
+
+
+def lora_config(lora, task_type: str):
+    """peft's config for `lora` (a `LoraParams`), dropout off."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=0.0,
+        target_modules=list(lora.target_modules),
+        bias="none",
+        task_type=task_type,
+    )
+
+
+def _is_peft(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def prepare_policy(model: PreTrainedModel, training) -> PreTrainedModel:
+    """LoRA adapters (optional; a model that has them already keeps them), float32 master weights
+    for full fine-tuning (`training_dtype`), gradient checkpointing (optional), dropout off,
+    train mode."""
+    if training.lora is None and not _is_peft(model):
+        model.float()  # a no-op for a model loaded with `training_spec`
+    if training.lora is not None and not _is_peft(model):
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(training.lora, "CAUSAL_LM"))
     if training.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     disable_dropout(model)
@@ -719,9 +767,9 @@ def train_run(
     save_policy: bool = True,
 ) -> RunResult:
     """Train `model` (the base policy, loaded fresh) as run `name` with `objective` ("sft", "dpo",
-    "cdpo"; default: the run's name) for `training.max_steps` steps; write `out_dir/metrics.jsonl`,
-    checkpoints and, after the last step, the policy (`out_dir/policy/`, merged if LoRA) and
-    `summary.json`.
+    "cdpo"; default: `run_objective(name)`) for `training.max_steps` steps; write
+    `out_dir/metrics.jsonl`, checkpoints and, after the last step, the policy (`out_dir/policy/`,
+    merged if LoRA) and `summary.json`.
 
     `reference(pairs, device) -> [b, 2]` gives reference log-probs (DPO runs). `fold_rewards`
     scores the states (a monitor for "dpo", gamma and refresh for "cdpo"; None: states are
@@ -729,7 +777,7 @@ def train_run(
     `write_checkpoints=False` writes none and `save_policy=False` leaves the trained model in
     memory only (a short inner run, e.g. one online-DPO round).
     """
-    objective = objective or name
+    objective = objective or run_objective(name)
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; expected one of {list(OBJECTIVES)}")
     preference = objective != "sft"
@@ -986,32 +1034,55 @@ def run_summary(name: str, metrics: list[dict], training, window: int = 10) -> d
 # What notebook 04 and the command line share.
 
 
+def run_objective(name: str) -> str:
+    """What run `name` optimises (a key of `OBJECTIVES`): its name, but "cdpo" for a cross-fitted
+    cDPO run."""
+    return CROSS_FITTED_RUNS.get(name, name)
+
+
 @dataclass
 class TrainingSetup:
-    """Everything the runs share: encoded training pairs, the cross-fitted rewards as fit before
-    training, and the reference log-probs."""
+    """Everything the runs share: encoded training pairs, the rewards as fit before training
+    (the paper's single R_h; the cross-fitted ones, one per fold, when a run needs them) and the
+    reference log-probs."""
 
     params: object
     tokenizer: PreTrainedTokenizerBase
     pairs: list[EncodedPair]
     layers: list[int]
-    rewards: list[HybridReward]
+    reward: HybridReward
     reference: Callable
     reference_quantization: str  # what "auto" resolved to
     directory: Path
+    fold_rewards: list[HybridReward] = field(default_factory=list)
 
 
-def fold_rewards_for_run(setup: TrainingSetup) -> FoldRewards:
-    """Fresh copies of the rewards as fit before training (each run refreshes its own)."""
+def refreshed_rewards(rewards: Sequence[HybridReward], params) -> FoldRewards:
+    """`rewards` (used in place) with the refresh training takes: `params.training.refresh`
+    ("full": scorers and gate; "gate"), `refresh_learning_rate`, and the reward's alpha and mu.
+    Notebook 07 times this same refresh."""
+    return FoldRewards(
+        list(rewards),
+        alpha=params.reward.alpha,
+        mu=params.reward.mu,
+        train_scorers=params.training.refresh == "full",
+        learning_rate=params.training.refresh_learning_rate,
+    )
+
+
+def fold_rewards_for_run(setup: TrainingSetup, name: str) -> FoldRewards:
+    """Fresh copies of the rewards run `name` starts from (each run refreshes its own): the
+    cross-fitted ones for a cross-fitted run, else the single R_h (gamma for "cdpo", a monitor
+    for "dpo")."""
     import copy
 
-    return FoldRewards(
-        [copy.deepcopy(r) for r in setup.rewards],
-        alpha=setup.params.reward.alpha,
-        mu=setup.params.reward.mu,
-        train_scorers=setup.params.reward.train_scorers,
-        learning_rate=setup.params.training.refresh_learning_rate,
-    )
+    rewards = setup.fold_rewards if name in CROSS_FITTED_RUNS else [setup.reward]
+    if not rewards:
+        raise ValueError(
+            f"run {name!r} needs the cross-fitted rewards: list it in training.runs before"
+            " prepare_training fits them"
+        )
+    return refreshed_rewards([copy.deepcopy(r) for r in rewards], setup.params)
 
 
 def run_training(
@@ -1024,15 +1095,12 @@ def run_training(
     progress: bool = True,
 ) -> RunResult:
     """One run (`<setup.directory>/<name>/`) from the base policy on the setup's pairs, with
-    `objective` ("sft", "dpo", "cdpo"; default: the run's name, as in notebook 04)."""
+    `objective` ("sft", "dpo", "cdpo"; default: `run_objective(name)`, as in notebook 04)."""
     from repsafe_lib.models import load_model
 
-    objective = objective or name
+    objective = objective or run_objective(name)
     params = setup.params
-    spec = params.model
-    if params.training.mixed_precision != "no":  # fp32 master weights; autocast does the rest
-        spec = dataclasses.replace(spec, dtype="float32")
-    loaded = load_model(spec, seed=params.seed)
+    loaded = load_model(training_spec(params.model, params.training), seed=params.seed)
     preference = objective != "sft"
     return train_run(
         name,
@@ -1044,7 +1112,7 @@ def run_training(
         seed=params.seed,
         out_dir=setup.directory / name,
         reference=setup.reference if preference else None,
-        fold_rewards=fold_rewards_for_run(setup) if preference else None,
+        fold_rewards=fold_rewards_for_run(setup, name) if preference else None,
         layers=setup.layers,
         tokenizer=setup.tokenizer,
         resume=resume,
@@ -1068,13 +1136,15 @@ def prepare_training(
     states: torch.Tensor,
     examples: Sequence,
     layers: Sequence[int],
-    hybrid_reward_path: Path | None = None,
+    hybrid_reward_path: Path,
+    runs: Sequence[str] | None = None,
     progress: bool = True,
 ) -> tuple[TrainingSetup, list]:
-    """Encode the training pairs, fit the cross-fitted rewards on the base policy's states
-    (notebook 01) or load notebook 03's single R_h (`confidence_folds: 1`), and get the reference
-    log-probs of every pair the runs will visit. Returns the setup and the `FoldReward`s (empty
-    with one fold)."""
+    """Encode the training pairs (with their prompt folds), load notebook 03's single R_h (the
+    paper's, fit on every training pair), fit the cross-fitted rewards on the base policy's
+    states (notebook 01) when `runs` (default: `training.runs`) has a cross-fitted run, and get
+    the reference log-probs of every pair the runs will visit. Returns the setup and the
+    `FoldReward`s (empty when no run needs them)."""
     from repsafe_lib.models import load_tokenizer
     from repsafe_lib.reward import fit_fold_rewards
 
@@ -1083,11 +1153,12 @@ def prepare_training(
     pairs = encode_pairs(
         tokenizer,
         train_pairs,
-        max_length=training.max_length,
+        max_length=params.extraction.max_length,
         seed=params.seed,
         folds=training.confidence_folds,
     )
-    if training.confidence_folds > 1:
+    fitted = []
+    if any(name in CROSS_FITTED_RUNS for name in (training.runs if runs is None else runs)):
         fitted = fit_fold_rewards(
             states,
             examples,
@@ -1097,14 +1168,23 @@ def prepare_training(
             params.reward,
             seed=params.seed,
         )
-        rewards = [f.reward for f in fitted]
-    else:
-        if hybrid_reward_path is None:
-            raise ValueError("confidence_folds: 1 needs notebook 03's hybrid reward")
-        fitted, rewards = [], [load_hybrid_reward(hybrid_reward_path)]
+    reward = load_hybrid_reward(hybrid_reward_path)
+    if list(reward.config.layers) != list(layers):
+        raise ValueError(
+            f"{hybrid_reward_path}: R_h reads layers {list(reward.config.layers)}, the states are"
+            f" of layers {list(layers)}: rerun notebook 03"
+        )
     reference, quantization = reference_for(params, pairs, directory, tokenizer, progress=progress)
     setup = TrainingSetup(
-        params, tokenizer, pairs, list(layers), rewards, reference, quantization, directory
+        params,
+        tokenizer,
+        pairs,
+        list(layers),
+        reward,
+        reference,
+        quantization,
+        directory,
+        fold_rewards=[f.reward for f in fitted],
     )
     return setup, fitted
 
@@ -1213,7 +1293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         action="append",
-        choices=list(OBJECTIVES),
+        choices=[*OBJECTIVES, *CROSS_FITTED_RUNS],
         help="run(s) to train (default: training.runs of the params)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
@@ -1230,6 +1310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         examples=inputs.examples,
         layers=inputs.layers,
         hybrid_reward_path=inputs.hybrid_reward_path,
+        runs=args.run,
     )
     for name in args.run or params.training.runs:
         result = run_training(name, setup, resume=not args.fresh)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
+import torch
 
 from repsafe_lib import compute_cost
 from repsafe_lib.compute_cost import ModelShape
@@ -51,9 +53,37 @@ def test_measured_costs_are_per_sample():
     assert table["ratio"].tolist() == pytest.approx([550, 1100])
 
 
-def test_timers_run_on_the_tiny_model(tiny_model):
+def training_refresh(params, refresh: str):
+    """A random R_h of the tiny model's shape with the refresh training would give it."""
+    from repsafe_lib import training
+
+    params = dataclasses.replace(
+        params, training=dataclasses.replace(params.training, refresh=refresh)
+    )
+    hidden = params.model.tiny.hidden_size
+    reward = compute_cost.random_hybrid_reward(params.model.tiny.num_layers, hidden, seed=0)
+    return training.refreshed_rewards([reward], params)
+
+
+@pytest.mark.parametrize("refresh", ["full", "gate"])
+def test_fig7_times_the_refresh_training_takes(tiny_params, refresh):
+    rewards = training_refresh(tiny_params, refresh)
+    reward, optimiser = rewards.rewards[0], rewards.optimisers[0]
+    before = {name: p.detach().clone() for name, p in reward.named_parameters()}
+    compute_cost.time_hybrid_reward(rewards, samples=4, refresh_steps=2, repeats=3, seed=0)
+    changed = {name for name, p in reward.named_parameters() if not torch.equal(p, before[name])}
+    optimised = [p for group in optimiser.param_groups for p in group["params"]]
+    trained = {name for name, p in reward.named_parameters() if any(p is q for q in optimised)}
+    assert changed == trained  # exactly what training's refresh updates
+    scorers = {"weight", "bias"}
+    assert scorers <= changed if refresh == "full" else not scorers & changed
+    steps = {float(state["step"]) for state in optimiser.state.values()}
+    assert steps == {(3 + 1) * 2}  # warm-up + 3 timed calls, 2 refresh steps each
+
+
+def test_timers_run_on_the_tiny_model(tiny_params, tiny_model):
     hybrid = compute_cost.time_hybrid_reward(
-        tiny_model.num_layers, tiny_model.hidden_size, samples=4, repeats=2, seed=0
+        training_refresh(tiny_params, "full"), samples=4, refresh_steps=1, repeats=2, seed=0
     )
     assert hybrid["score_s"] > 0 and hybrid["refresh_s"] > 0
     online = compute_cost.time_online_sampling(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import io
 import json
 import logging
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets as hf_datasets
+import huggingface_hub
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -608,9 +610,14 @@ def test_neither_file_nor_hub_id(source: str) -> None:
     assert info.value.path == source
 
 
-def test_directory_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="is a directory"):
-        load_xstest(tmp_path)
+def test_directory_without_data_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    with pytest.raises(
+        DatasetError, match="expected a copy of the dataset's hub repository"
+    ) as info:
+        load_xstest(tmp_path, split="test")
+    assert info.value.path == str(tmp_path)
+    assert "split='test'" in info.value.reason
 
 
 def test_missing_path_object_is_never_a_hub_id() -> None:
@@ -690,7 +697,6 @@ class FakeHub:
         ("salad_base", "OpenSafetyLab/Salad-Data", {"name": "base_set"}),
         ("xstest", "walledai/XSTest", {}),
         ("mmlu", "cais/mmlu", {"name": "all"}),
-        ("alpaca_eval", "tatsu-lab/alpaca_eval", {"name": "alpaca_eval"}),
     ],
 )
 def test_hub_branch_passes_config_and_validates_rows(
@@ -746,6 +752,179 @@ def test_local_file_wins_over_hub_id(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setattr(hf_datasets, "load_dataset", FakeHub([]))
     with pytest.raises(DatasetError, match="unsupported file type"):
         load_salad_base("owner/name")
+
+
+# ---------------------------------------------------------------------------------------------
+# AlpacaEval: the hub repository's loading script is refused by datasets >= 4, so its published
+# alpaca_eval.json is downloaded and read.
+
+
+class FakeDownload:
+    """Stands in for huggingface_hub.hf_hub_download: records the call, returns a local file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        self.calls.append((args, kwargs))
+        return str(self.path)
+
+
+def test_alpaca_eval_hub_id_reads_the_published_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    download = FakeDownload(FIXTURE_OF["alpaca_eval"])
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    real_load, load_calls = hf_datasets.load_dataset, []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        load_calls.append(args)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(hf_datasets, "load_dataset", spy)
+    loaded = rd.load_alpaca_eval("tatsu-lab/alpaca_eval", split="eval", revision="abc123")
+    assert download.calls == [
+        (
+            ("tatsu-lab/alpaca_eval", "alpaca_eval.json"),
+            {"repo_type": "dataset", "revision": "abc123"},
+        )
+    ]
+    assert load_calls == [("json",)]  # datasets' JSON reader; never the refused script
+    assert loaded.records == EXPECTED["alpaca_eval"]
+    assert loaded.source == "tatsu-lab/alpaca_eval/alpaca_eval.json[eval]"
+
+
+def test_alpaca_eval_file_holds_only_the_eval_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    download = FakeDownload(FIXTURE_OF["alpaca_eval"])
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    with pytest.raises(DatasetError, match="holds one split, 'eval'") as info:
+        rd.load_alpaca_eval("tatsu-lab/alpaca_eval", split="train")
+    assert info.value.path == "tatsu-lab/alpaca_eval"
+    assert download.calls == []
+
+
+def test_alpaca_eval_download_failure_is_a_dataset_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: Any, **kwargs: Any) -> str:
+        raise ConnectionError("no internet")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(DatasetError, match="could not download alpaca_eval.json.*no internet"):
+        rd.load_alpaca_eval("tatsu-lab/alpaca_eval")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundled copies of the hub repositories (repsafe_lib/data/hub), read through `datasets` exactly
+# as the hub ids are.
+
+HUB_COPIES = Path(rd.__file__).parent / "data" / "hub"
+HUB_COPY_CASES = [
+    # loader, repository, split, hub kwargs the loader must pass, records, rows read
+    ("pku_saferlhf", "PKU-Alignment/PKU-SafeRLHF", "train", {}, 36, 42),
+    ("pku_saferlhf", "PKU-Alignment/PKU-SafeRLHF", "test", {}, 9, 9),
+    ("hh_red_team", "Anthropic/hh-rlhf", "train", {"data_dir": "red-team-attempts"}, 16, 16),
+    ("do_not_answer", "LibrAI/do-not-answer", "train", {}, 16, 16),
+    ("salad_base", "OpenSafetyLab/Salad-Data", "train", {"name": "base_set"}, 16, 16),
+    ("xstest", "walledai/XSTest", "test", {}, 20, 20),
+    ("mmlu", "cais/mmlu", "test", {"name": "all"}, 12, 12),
+    ("mmlu", "cais/mmlu", "dev", {"name": "all"}, 10, 10),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "repo", "split", "hub_kwargs", "n_records", "n_rows"), HUB_COPY_CASES
+)
+def test_hub_copy_loads_through_datasets_like_the_hub_id(
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    repo: str,
+    split: str,
+    hub_kwargs: dict[str, str],
+    n_records: int,
+    n_rows: int,
+) -> None:
+    from repsafe_lib.paths import resolve_data_source
+
+    real_load, calls = hf_datasets.load_dataset, []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(hf_datasets, "load_dataset", spy)
+    folder = resolve_data_source(f"demo:hub/{repo}")
+    loaded = LOADERS[name](folder, split=split, revision="ignored-for-local-copies")
+    assert folder == str(HUB_COPIES / repo)
+    assert calls == [((folder,), {**hub_kwargs, "split": split})]
+    assert (len(loaded.records), loaded.n_rows, loaded.n_skipped) == (n_records, n_rows, 0)
+    assert loaded.source == f"{folder}[{split}]"
+
+
+def test_hub_copies_parse_nested_and_typed_columns() -> None:
+    pairs = load_pku_saferlhf(HUB_COPIES / "PKU-Alignment/PKU-SafeRLHF").records
+    assert all(pair.categories for pair in pairs)  # the rejected side's harm-category dict
+    xstest = rd.load_xstest(HUB_COPIES / "walledai/XSTest", split="test").records
+    assert Counter(p.label for p in xstest) == {"safe": 10, "unsafe": 10}
+    for split, per_subject in (("test", 6), ("dev", 5)):
+        questions = rd.load_mmlu(HUB_COPIES / "cais/mmlu", split=split).records
+        assert Counter(q.subject for q in questions) == {
+            "elementary_mathematics": per_subject,
+            "high_school_mathematics": per_subject,
+        }
+        assert all(len(q.choices) == 4 and q.answer in range(4) for q in questions)
+
+
+def test_alpaca_eval_hub_copy_reads_the_json_file_with_datasets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_load, calls = hf_datasets.load_dataset, []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(hf_datasets, "load_dataset", spy)
+    folder = HUB_COPIES / "tatsu-lab" / "alpaca_eval"
+    loaded = rd.load_alpaca_eval(folder, split="eval")
+    data_file = str(folder / "alpaca_eval.json")
+    assert calls == [(("json",), {"data_files": data_file, "split": "train"})]
+    assert len(loaded.records) == 10
+    assert loaded.source == f"{data_file}[eval]"
+
+
+def test_alpaca_eval_folder_without_its_json_file(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="expected the hub repository's data file alpaca_eval"):
+        rd.load_alpaca_eval(tmp_path)
+
+
+def test_hub_copies_need_the_loaders_hub_kwargs() -> None:
+    # As on the hub, the other configurations and folders make `name` / `data_dir` necessary.
+    with pytest.raises(ValueError, match="[Cc]onfig name is missing"):
+        hf_datasets.load_dataset(str(HUB_COPIES / "OpenSafetyLab/Salad-Data"), split="train")
+    hh = hf_datasets.load_dataset(str(HUB_COPIES / "Anthropic/hh-rlhf"), split="train")
+    assert "transcript" not in hh.column_names
+
+
+def _hub_fixture_generator() -> Any:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_hub_fixtures.py"
+    spec = importlib.util.spec_from_file_location("make_hub_fixtures", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hub_copies_are_what_the_generator_writes() -> None:
+    built = _hub_fixture_generator().build_all()
+    on_disk = {
+        str(p.relative_to(HUB_COPIES)): p
+        for p in HUB_COPIES.rglob("*")
+        if p.is_file() and p != HUB_COPIES / "README.md"
+    }
+    assert sorted(built) == sorted(on_disk)
+    for relative, data in built.items():
+        if relative.endswith(".parquet"):  # bytes carry the pyarrow version; compare the tables
+            assert pq.read_table(pa.BufferReader(data)).equals(pq.read_table(on_disk[relative]))
+        else:
+            assert data == on_disk[relative].read_bytes(), relative
 
 
 # ---------------------------------------------------------------------------------------------

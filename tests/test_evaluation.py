@@ -3,6 +3,8 @@ hazard shares, policy discovery, MMLU scoring on a model forced to one answer.""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,11 +13,12 @@ from sklearn.metrics import cohen_kappa_score
 from torch import nn
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from repsafe_lib import evaluation
+from repsafe_lib import evaluation, plots
 from repsafe_lib.artifacts import write_table
 from repsafe_lib.datasets import DatasetError, EvalPrompt, MmluQuestion, load_mmlu
 from repsafe_lib.models import build_tiny_llama
 from repsafe_lib.paths import bundled_data_dir
+from repsafe_lib.reward import HybridReward, HybridRewardConfig, save_hybrid_reward
 
 
 def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_n():
@@ -123,6 +126,48 @@ def test_toxic_rates_and_table1_by_value():
     assert kappa.loc["red_team", "kappa"] == pytest.approx(cohen_kappa_score(a, b))
 
 
+def test_table1_average_over_every_judge_cell_as_the_paper_computes_it():
+    # The paper's Avg is the mean of its six cells (3 benchmarks x 2 judges), not a per-judge mean.
+    rows = [
+        *_verdicts("base", "red_team", "llama_guard_2", [True, True, True, False]),
+        *_verdicts("base", "red_team", "md_judge", [True, False, None, False]),
+        *_verdicts("base", "salad_base", "llama_guard_2", [False, False, True, False]),
+        *_verdicts("base", "salad_base", "md_judge", [True, True, False, False]),
+    ]
+    rates = evaluation.toxic_rates(_judgments(rows), resamples=200, confidence=0.95, seed=0)
+    cell = rates.set_index(["policy", "benchmark", "judge"])
+    both = cell.loc[("base", "average", evaluation.ALL_JUDGES)]
+    assert both["toxic_rate"] == pytest.approx((0.75 + 1 / 3 + 0.25 + 0.5) / 4)
+    assert both["ci_low"] <= both["toxic_rate"] <= both["ci_high"]
+    assert both["paper_llama2_7b"] == pytest.approx(0.411)
+    assert both["verdicts"] == 16 and both["unparsed"] == 1
+    per_judge = [
+        cell.loc[("base", "average", j), "toxic_rate"] for j in ("llama_guard_2", "md_judge")
+    ]
+    assert both["toxic_rate"] == pytest.approx(np.mean(per_judge))  # equal cell counts per judge
+    table = evaluation.table1(rates, confidence=0.95)
+    columns = [c for c in table.columns if c.startswith("average")]
+    assert columns == [
+        "average · llama_guard_2 (toxic %, 95% CI)",
+        "average · md_judge (toxic %, 95% CI)",
+        "average · all judges (toxic %, 95% CI)",
+    ]
+    assert table.loc[0, columns[-1]].startswith("45.8 [")
+
+    # One judge: its average already is the average over every cell; another judge than the
+    # paper's pair gets no paper number beside it.
+    one = evaluation.toxic_rates(
+        _judgments([r for r in rows if r[4] == "md_judge"]), resamples=50, confidence=0.95, seed=0
+    )
+    assert evaluation.ALL_JUDGES not in set(one["judge"])
+    other = [(*r[:4], "refusal" if r[4] == "md_judge" else r[4], *r[5:]) for r in rows]
+    mixed = evaluation.toxic_rates(_judgments(other), resamples=50, confidence=0.95, seed=0)
+    row = mixed.set_index(["policy", "benchmark", "judge"]).loc[
+        ("base", "average", evaluation.ALL_JUDGES)
+    ]
+    assert np.isnan(row["paper_llama2_7b"])
+
+
 def test_category_shares_and_unavailable_categories():
     rows = _judgments(
         [
@@ -143,6 +188,14 @@ def test_category_shares_and_unavailable_categories():
 def _touch(path, text="{}"):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def test_both_cdpo_runs_of_notebook_04_are_table_1_rows_side_by_side(tmp_path):
+    for run in ("online", "cdpo_crossfit", "cdpo", "dpo_star"):
+        notebook = "05_sampling" if run in ("online", "dpo_star") else "04_training"
+        _touch(tmp_path / notebook / run / "policy" / "config.json")
+    found = [p.policy for p in evaluation.discover_policies(tmp_path)]
+    assert found == ["base", "cdpo", "cdpo_crossfit", "dpo_star", "online"]
 
 
 def test_policy_discovery_convention(tmp_path):
@@ -276,15 +329,30 @@ def test_xstest_shares_and_figure():
 
 def test_table3_reads_unavailable_without_a_reward_model():
     predictions = pd.DataFrame({"correct": [True, False, True, True]})
-    table = evaluation.table3(
-        {"base": predictions}, {}, reward_model_name=None, resamples=100, confidence=0.95, seed=0
-    )
+    table = evaluation.table3({"base": predictions}, {}, resamples=100, confidence=0.95, seed=0)
     assert table.loc[0, "mmlu_accuracy"] == pytest.approx(0.75)
-    assert table.loc[0, ["general_reward_model", "general_reward_mean"]].tolist() == [
-        "unavailable",
-        "unavailable",
-    ]
+    assert table.loc[0, "general_reward"] == "unavailable"
     assert table.loc[0, "paper_mmlu_llama2_7b"] == pytest.approx(0.45898)
+
+
+def test_table3_has_a_column_per_general_reward_model():
+    # The paper's Table 3 scores every policy with two general reward models (appendix A.1).
+    predictions = pd.DataFrame({"correct": [True, False, True, True]})
+    rewards = {
+        "reward-model-deberta-v3-large-v2": {
+            "base": np.array([-4.0, -5.0]),
+            "dpo": np.array([1.0]),
+        },
+        "FsfairX-LLaMA3-RM-v0.1": {"base": np.array([-2.5, -3.5, -3.0])},
+    }
+    table = evaluation.table3(
+        {"base": predictions, "dpo": predictions}, rewards, resamples=100, confidence=0.95, seed=0
+    ).set_index("policy")
+    assert table.loc["base", "general_reward · reward-model-deberta-v3-large-v2"] == "-4.500"
+    assert table.loc["base", "general_reward · FsfairX-LLaMA3-RM-v0.1"] == "-3.000"
+    assert table.loc["dpo", "general_reward · reward-model-deberta-v3-large-v2"] == "1.000"
+    assert table.loc["dpo", "general_reward · FsfairX-LLaMA3-RM-v0.1"] == "unavailable"
+    assert "general_reward" not in table.columns
 
 
 def test_reward_scores_from_a_sequence_classifier(tiny_model):
@@ -316,3 +384,101 @@ def test_tables_are_written_as_latex_too(tmp_path):
         "\\begin{tabular}{ll}\n\\toprule\npolicy & toxic \\% \\\\\n\\midrule\n"
         "cdpo\\_star & 21.4 [18.0, 25.3] \\\\\n\\bottomrule\n\\end{tabular}\n"
     )
+
+
+def _two_layer_reward(gate_bias=(0.0, 0.0)) -> HybridReward:
+    # Layer 1 scores dimension 0 of its state, layer 2 dimension 1 (no standardisation).
+    reward = HybridReward(HybridRewardConfig(layers=(1, 2), hidden_size=2, gate="static"))
+    with torch.no_grad():
+        reward.weight.copy_(torch.eye(2))
+        reward.gate_bias.copy_(torch.tensor(gate_bias))
+    return reward
+
+
+def test_fig1_reward_accuracy_per_layer_and_gated_by_value(tmp_path):
+    # 4 pairs: layer 1 ranks pairs 0-2 right, layer 2 ranks pairs 0 and 3 right.
+    chosen = torch.tensor([[[1.0, 0], [0, 1.0]]] * 4)
+    rejected = torch.tensor(
+        [
+            [[0, 0], [0, 0]],
+            [[0, 0], [0, 2.0]],
+            [[0, 0], [0, 2.0]],
+            [[2.0, 0], [0, 0]],
+        ]
+    )
+    first, second = _two_layer_reward((10.0, 0.0)), _two_layer_reward((0.0, 10.0))
+    with torch.no_grad():
+        second.weight[0] = 0.0
+        second.active[0] = False  # a degenerate layer: no accuracy, not 0
+    assert evaluation.layer_pairwise_accuracies(first, chosen, rejected).tolist() == [0.75, 0.5]
+    assert np.isnan(evaluation.layer_pairwise_accuracies(second, chosen, rejected)[0])
+
+    one = evaluation.reward_accuracy_by_layer([first], chosen, rejected, stage="after alignment")
+    assert one["scorer"].tolist() == ["layer", "layer", "hybrid reward"]
+    assert one["layer"].tolist()[:2] == [1, 2] and pd.isna(one["layer"].iloc[2])
+    # The gate puts (almost) all weight on layer 1, so R_h ranks like layer 1.
+    assert one["pairwise_accuracy"].tolist() == pytest.approx([0.75, 0.5, 0.75])
+    assert (one["pairs"] == 4).all() and (one["rewards"] == 1).all()
+
+    both = evaluation.reward_accuracy_by_layer(
+        [first, second], chosen, rejected, stage="after alignment"
+    ).set_index("scorer")
+    layer_rows = both.loc["layer"].set_index("layer")
+    assert layer_rows.loc[1, "pairwise_accuracy"] == pytest.approx(0.75)  # NaN left out
+    assert layer_rows.loc[2, ["min", "max", "pairwise_accuracy"]].tolist() == [0.5, 0.5, 0.5]
+    assert both.loc["hybrid reward", ["min", "max"]].tolist() == [0.5, 0.75]
+    assert (both["rewards"] == 2).all()
+
+    series = pd.concat([one.assign(stage="before alignment"), both.reset_index()])
+    probes_by_layer = pd.DataFrame(
+        {
+            "layer": [1, 2],
+            **{f"precision_unsafe_{s}": [0.6, 0.7] for s in ("mean", "min", "max")},
+        }
+    )
+    figure = plots.plot_alignment_layers(probes_by_layer, series, "tiny")
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert "layer reward accuracy, after alignment" in labels
+    assert "hybrid reward accuracy, after alignment: 0.625" in labels
+
+
+def test_saved_hybrid_rewards_of_a_run_in_fold_order(tmp_path):
+    assert evaluation.saved_hybrid_rewards(tmp_path) == []
+    for fold in (10, 2, 0):
+        save_hybrid_reward(
+            _two_layer_reward((float(fold), 0.0)), tmp_path / f"hybrid_reward-{fold}"
+        )
+    loaded = evaluation.saved_hybrid_rewards(tmp_path)
+    assert [r.gate_bias[0].item() for r in loaded] == [0.0, 2.0, 10.0]
+
+
+def test_reward_scores_read_the_true_last_token_when_it_is_the_pad_token(tiny_model):
+    # A pad token borrowed from EOS, and texts that end with EOS (as a Llama-3 reward model's chat
+    # template ends its turns): the classifier must not skip that last token as padding.
+    tokenizer = copy.deepcopy(tiny_model.tokenizer)
+    tokenizer.chat_template = None
+    tokenizer.pad_token = tokenizer.eos_token
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(config).eval()
+    prompts = ["Hi", "How are you today?"]
+    responses = [f"Hello!{tokenizer.eos_token}", f"Fine, thanks.{tokenizer.eos_token}"]
+    scores = evaluation.reward_scores(model, tokenizer, prompts, responses, batch_size=2)
+    expected = []
+    for prompt, response in zip(prompts, responses, strict=True):
+        ids = tokenizer(prompt, response, return_tensors="pt")["input_ids"]
+        assert ids[0, -1] == tokenizer.pad_token_id
+        with torch.no_grad():
+            hidden = model.model(input_ids=ids).last_hidden_state
+            expected.append(float(model.score(hidden[0, -1])[0]))
+    assert scores == pytest.approx(expected, abs=1e-5)
+    assert model.config.pad_token_id == tokenizer.pad_token_id  # left as it was

@@ -122,4 +122,40 @@ def test_nf4_tiny_reference_loads_into_a_cache_that_does_not_exist_yet(
     monkeypatch.setenv("REPSAFE_CACHE", str(tmp_path / "not" / "yet" / "made"))
     reference = models.load_reference(spec, seed=tiny_params.seed, quantization="nf4")
     assert reference.fingerprint.startswith("nf4:tiny-random:")
-    assert list((tmp_path / "not" / "yet" / "made" / "tiny").glob("*/config.json"))
+    assert list((tmp_path / "not" / "yet" / "made" / "tiny-models").glob("*/config.json"))
+
+
+def test_nf4_reference_computes_and_keeps_unquantised_parts_in_the_policy_dtype(tiny_params):
+    # The tiny weights are saved in float32 and Llama-2-7b-hf's in float16: without `dtype=` the
+    # embeddings, norms and LM head would keep the checkpoint's dtype beside a bfloat16 policy.
+    if not models.nf4_supported():
+        pytest.skip("bitsandbytes NF4 does not run here")
+    import bitsandbytes as bnb
+
+    spec = dataclasses.replace(tiny_params.model, dtype="bfloat16")
+    reference = models.load_reference(spec, seed=tiny_params.seed, quantization="nf4").model
+    quantised = [m for m in reference.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert quantised and {m.compute_dtype for m in quantised} == {torch.bfloat16}
+    assert reference.config.quantization_config.bnb_4bit_compute_dtype == torch.bfloat16
+    quantised_weights = {id(m.weight) for m in quantised}
+    unquantised = {
+        name: p.dtype for name, p in reference.named_parameters() if id(p) not in quantised_weights
+    }
+    assert any("embed_tokens" in name for name in unquantised)
+    assert any("norm" in name for name in unquantised)
+    assert set(unquantised.values()) == {torch.bfloat16}, unquantised
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert reference(input_ids=ids).logits.isfinite().all()
+
+
+def test_released_weights_are_freed_and_the_rest_is_kept(tiny_params):
+    import weakref
+
+    loaded = models.load_model(tiny_params.model, seed=tiny_params.seed)
+    weights = weakref.ref(loaded.model)
+    fingerprint, tokenizer = loaded.fingerprint, loaded.tokenizer
+    loaded = models.release_weights(loaded)
+    models.free_accelerator_memory()
+    assert weights() is None and loaded.model is None
+    assert (loaded.fingerprint, loaded.tokenizer) == (fingerprint, tokenizer)

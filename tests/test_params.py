@@ -15,6 +15,9 @@ from repsafe_lib.params import ParamsError, load_params, resolve_layers
 PROFILES = ["tiny", "smol", "paper"]
 
 
+_RM = {"kind": "hub", "name": "rm", "source": "OpenAssistant/reward-model-deberta-v3-large-v2"}
+
+
 def write_variant(tmp_path: Path, edit) -> Path:
     """params/tiny.yaml with `edit(raw_dict)` applied, written to a tmp file."""
     raw = yaml.safe_load(Path("params/tiny.yaml").read_text())
@@ -37,6 +40,20 @@ def test_paper_profile_has_the_paper_settings():
     assert params.model.source == "meta-llama/Llama-2-7b-hf"
     assert (params.training.learning_rate, params.training.batch_size) == (1e-5, 4)
     assert params.pca.samples_per_class == 600
+    mmlu = params.evaluation
+    assert (mmlu.mmlu_shots, mmlu.mmlu_fewshot.source, mmlu.mmlu_fewshot.split) == (
+        5,
+        "cais/mmlu",
+        "dev",
+    )
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_trains_the_papers_cdpo_and_the_cross_fitted_one(profile):
+    training = load_params(f"params/{profile}.yaml").training
+    assert {"cdpo", "cdpo_crossfit"} <= set(training.runs) and training.confidence_folds >= 2
+    assert training.refresh == "full"  # Sec 3.4: the refresh moves scorers and gate
+    assert not hasattr(training, "max_length")  # one budget: extraction.max_length
 
 
 def test_params_are_frozen():
@@ -101,6 +118,25 @@ BAD_PARAMS = [
     ),
     ("zero steps", lambda r: r["training"].update(max_steps=0), "training", "max_steps"),
     ("no folds", lambda r: r["training"].update(confidence_folds=0), "training", "confidence_f"),
+    ("one fold", lambda r: r["training"].update(confidence_folds=1), "training", ">= 2"),
+    (
+        "a second token budget for training",
+        lambda r: r["training"].update(max_length=512),
+        "training.max_length",
+        "extraction.max_length",
+    ),
+    (
+        "the refresh's set under reward",
+        lambda r: r["reward"].update(train_scorers=True),
+        "reward.train_scorers",
+        "training.refresh",
+    ),
+    (
+        "bad refresh",
+        lambda r: r["training"].update(refresh="scorers"),
+        "training.refresh",
+        "one of",
+    ),
     (
         "negative refresh",
         lambda r: r["training"].update(refresh_steps=-1),
@@ -123,6 +159,12 @@ BAD_PARAMS = [
     ),
     ("top-k beyond N", lambda r: r["sampling"].update(table2_top_k=[1, 9]), "sampling", "[9]"),
     (
+        "Fig 6 top-k beyond N",
+        lambda r: r["sampling"].update(fig6_top_k=9),
+        "sampling",
+        "fig6_top_k",
+    ),
+    (
         "unknown sampling run",
         lambda r: r["sampling"].update(runs=["rs"]),
         "sampling.runs[0]",
@@ -139,6 +181,36 @@ BAD_PARAMS = [
         lambda r: r["sampling"]["reward_model"].update(learning_rate=-1e-5),
         "sampling.reward_model",
         "learning_rate",
+    ),
+    (
+        "reward model twice",
+        lambda r: r["evaluation"].update(reward_model=_RM, reward_models=[_RM]),
+        "evaluation",
+        "not both",
+    ),
+    (
+        "repeated reward model",
+        lambda r: r["evaluation"].update(reward_models=[_RM, _RM]),
+        "evaluation",
+        "must not repeat",
+    ),
+    (
+        "reward model without a source",
+        lambda r: r["evaluation"].update(reward_models=[{"kind": "hub", "name": "rm"}]),
+        "evaluation.reward_models[0]",
+        "needs 'source'",
+    ),
+    (
+        "negative MMLU shots",
+        lambda r: r["evaluation"].update(mmlu_shots=-1),
+        "evaluation",
+        "mmlu_shots must be >= 0",
+    ),
+    (
+        "MMLU shots without a dev split",
+        lambda r: r["evaluation"].update(mmlu_shots=5),
+        "evaluation",
+        "needs mmlu_fewshot",
     ),
     ("one Fig 7 sample", lambda r: r["compute"].update(samples=1), "compute", "samples"),
     (

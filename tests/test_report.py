@@ -84,6 +84,50 @@ def test_a_table_per_judge_keeps_its_own_source(tmp_path):
     assert {"table2_llama_guard_2.csv", "table2_md_judge.csv"} <= written
 
 
+def test_fig1_and_fig6_come_in_the_papers_form_beside_the_suites_own(tmp_path):
+    # Fig 1's after-alignment series and Fig 6's toxic rates of the top-k are the paper's items;
+    # the probe figure and the pairwise form stay beside them as items of their own.
+    keys = [s.key for s in results.SPECS]
+    assert keys.index("fig1") + 1 == keys.index("fig1_probes")
+    assert keys.index("fig6") + 1 == keys.index("fig6_pairwise")
+    evaluation_dir = tmp_path / "06_evaluation"
+    evaluation_dir.mkdir()
+    pd.DataFrame({"strategy": ["ours (gated R_h)"], "toxic_rate": [0.25]}).to_csv(
+        evaluation_dir / "fig6_top_k.csv", index=False
+    )
+    (evaluation_dir / "fig6_top_k.png").write_bytes(b"png")
+    spec = {s.key: s for s in results.SPECS}
+    fig6 = results.gather_item(tmp_path, spec["fig6"])
+    assert fig6.ran and [str(p) for p in fig6.sources] == [
+        "06_evaluation/fig6_top_k.csv",
+        "06_evaluation/fig6_top_k.png",
+    ]
+    fig1 = results.gather_item(tmp_path, spec["fig1"])
+    assert not fig1.ran
+    assert fig1.missing[0] == "06_evaluation/fig1_reward_accuracy.csv"
+    assert fig1.missing[-1] == "06_evaluation/fig1_alignment.png"
+    assert "after alignment" in spec["fig1"].title and "06_evaluation" in spec["fig1"].producer
+
+
+def _numbers(text: str) -> set[int]:
+    return {int(n) for n in re.findall(r"\d+", text)}
+
+
+def test_readme_says_exactly_which_paper_items_are_regenerated():
+    # The paper has Figs 1-8 and Tables 1-3; the README lists those the suite regenerates (every
+    # paper item of the results page) and those it does not, and the two lists cover the paper.
+    readme = " ".join((paths.repo_root() / "README.md").read_text(encoding="utf-8").split())
+    listed = re.search(r"regenerated — Tables ([\d, and]+) and Figs ([\d, and]+) —", readme)
+    assert listed, "the README's sentence on what is regenerated"
+    tables, figures = _numbers(listed.group(1)), _numbers(listed.group(2))
+    items = {re.match(r"(Fig|Table) \d+", s.title).group(0) for s in results.SPECS}
+    assert items == {f"Table {n}" for n in tables} | {f"Fig {n}" for n in figures}
+    not_regenerated = readme[listed.end() :].split("Not regenerated:", 1)[1].split(". ", 1)[0]
+    missing = {int(n) for n in re.findall(r"Fig (\d+)\b", not_regenerated)}
+    assert {3, 8} <= missing and (figures | {3, 8}) == set(range(1, 9))
+    assert tables == {1, 2, 3}
+
+
 def test_report_on_a_missing_profile_says_what_to_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("REPSAFE_OUTPUTS", str(tmp_path))
     assert report.main(["--params", "params/tiny.yaml"]) == 1

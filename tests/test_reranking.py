@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -130,3 +134,95 @@ def test_hybrid_reward_scores_equal_the_reward_of_extracted_states(tiny_model):
             progress=False,
         )
         assert torch.allclose(scores[i], reward(states)[0], atol=1e-5)
+
+
+def test_fig6_strategy_scores_by_value():
+    layer_scores = np.array([[1.0, -2.0, 3.0], [0.0, 5.0, -1.0], [1.0, 2.0, 6.0]])
+    unsafe = np.array([0.0, 1.0, np.nan])  # safe, unsafe, unparsed
+    scores = reranking.strategy_scores(
+        layer_scores, np.array([7.0, 8.0, 9.0]), unsafe, np.array([1, 0, 2])
+    )
+    assert scores["best_layer"].tolist() == [3.0, -1.0, 3.0]  # safe: max, unsafe: min
+    assert scores["worst_layer"].tolist() == [-2.0, 5.0, 3.0]  # unparsed: the mean
+    assert scores["last_layer"].tolist() == [3.0, -1.0, 6.0]
+    assert scores["random_layer"].tolist() == [-2.0, 0.0, 6.0]
+    assert scores["ours"].tolist() == [7.0, 8.0, 9.0]
+
+
+def _scored(benchmark, prompt_id, index, hybrid, layer_scores):
+    return reranking.LayerScoredResponse(
+        benchmark, prompt_id, index, "?", f"{prompt_id}{index}", False, hybrid, (1, 2), layer_scores
+    )
+
+
+def test_fig6_toxic_rates_of_the_top_k_by_value():
+    # Layer 1 prefers the unsafe answers, layer 2 (the last) the safe ones.
+    layer_scores = [(2.0, -1.0), (1.0, -2.0), (-1.0, 1.0), (-2.0, 2.0)]
+    samples = [
+        *[
+            _scored("pku_test", "a", i, h, s)
+            for i, (h, s) in enumerate(zip([4, 3, 2, 1], layer_scores, strict=True))
+        ],
+        *[
+            _scored("red_team", "b", i, h, s)
+            for i, (h, s) in enumerate(zip([1, 2, 3, 4], layer_scores, strict=True))
+        ],
+    ]
+    unsafe = [True, True, False, False, False, False, False, None]
+    table = reranking.fig6_toxic_rates(
+        samples, unsafe, k=2, judge="refusal", random_draws=50, seed=0
+    ).set_index("strategy")
+    rate = table["toxic_rate"]
+    assert rate["best layer (oracle)"] == 0.0
+    assert rate["worst layer (oracle)"] == pytest.approx(2 / 3)  # a0, a1, b3 (unparsed), b0
+    assert rate["last layer"] == 0.0  # a3, a2, b3 (unparsed), b2
+    assert rate["ours (gated R_h)"] == pytest.approx(2 / 3)  # a0, a1, b3 (unparsed), b2
+    assert table.loc["ours (gated R_h)", "unparsed"] == 1
+    assert rate["all samples"] == pytest.approx(2 / 7)
+    assert pd.isna(table.loc["all samples", "top_k"])
+    random = table.loc["random layer"]
+    assert random["draws"] == 50 and random["min"] <= random["toxic_rate"] <= random["max"]
+    assert 0.0 < random["toxic_rate"] < 0.5  # between the two layers' extremes
+    assert (table["prompts"] == 2).all() and (table["benchmarks"] == "pku_test+red_team").all()
+    again = reranking.fig6_toxic_rates(
+        samples, unsafe, k=2, judge="refusal", random_draws=50, seed=0
+    )
+    assert again.set_index("strategy").equals(table)
+    # The same prompt id in two sets: each set ranks its own samples.
+    renamed = [dataclasses.replace(s, prompt_id="a") for s in samples]
+    same_id = reranking.fig6_toxic_rates(
+        renamed, unsafe, k=2, judge="refusal", random_draws=50, seed=0
+    ).set_index("strategy")
+    assert same_id["toxic_rate"].drop("random layer").equals(rate.drop("random layer"))
+    with pytest.raises(ValueError, match="random_draws"):
+        reranking.fig6_toxic_rates(samples, unsafe, k=2, judge="refusal", random_draws=0, seed=0)
+    figure = reranking.plot_fig6_toxic_rates(table.reset_index(), judge="refusal")
+    assert len(figure.axes[0].patches) == len(reranking.FIG6_STRATEGIES)
+
+
+def test_layer_scores_mix_into_the_hybrid_reward(tiny_model):
+    model, tokenizer = tiny_model.model, tiny_model.tokenizer
+    layers = tuple(range(1, model.config.num_hidden_layers + 1))
+    reward = HybridReward(HybridRewardConfig(layers, model.config.hidden_size))
+    with torch.no_grad():
+        reward.weight.copy_(
+            torch.randn(reward.weight.shape, generator=torch.Generator().manual_seed(2))
+        )
+        reward.gate_weight.copy_(torch.eye(len(layers)))
+        reward.weight[0] = 0.0
+        reward.active[0] = False
+    options = dict(max_length=64, batch_size=3, progress=False)
+    per_layer = reranking.hybrid_layer_scores(model, tokenizer, PROMPTS, SAMPLES, reward, **options)
+    hybrid = reranking.hybrid_reward_scores(model, tokenizer, PROMPTS, SAMPLES, reward, **options)
+    assert per_layer.shape == (len(SAMPLES), len(layers))
+    assert torch.allclose(reward.mix(per_layer), hybrid, atol=1e-6)
+    rows = reranking.layer_scored_responses(
+        {"red_team": SAMPLES}, {"red_team": per_layer}, reward, PROMPTS
+    )
+    assert [r.prompt for r in rows] == [PROMPTS[s.prompt_id] for s in SAMPLES]
+    assert [r.layers for r in rows] == [layers[1:]] * len(SAMPLES)  # the inactive layer left out
+    assert [r.layer_scores for r in rows] == [tuple(s[1:].tolist()) for s in per_layer]
+    assert [r.hybrid_reward for r in rows] == pytest.approx(hybrid.tolist(), abs=1e-6)
+    assert [(r.benchmark, r.prompt_id, r.sample_index) for r in rows] == [
+        ("red_team", s.prompt_id, s.sample_index) for s in SAMPLES
+    ]

@@ -416,6 +416,171 @@ def test_cross_fitted_rewards_score_with_their_fold_and_refresh_the_others(tiny_
     assert not torch.equal(rewards.rewards[1].weight, before[1])
 
 
+def test_a_single_reward_scores_and_refreshes_every_pair_whatever_its_fold(tiny_model):
+    rewards = random_rewards(tiny_model.model, folds=1)
+    states = torch.randn(4, 3, tiny_model.hidden_size)
+    folds = torch.tensor([0, 1, 1, 0])  # the pairs' cross-fitting folds, which it ignores
+    with torch.no_grad():
+        torch.testing.assert_close(rewards.score(states, folds), rewards.rewards[0](states))
+    before = rewards.rewards[0].weight.clone()
+    loss = rewards.refresh(states[:2], states[2:], torch.tensor([1, 1]), steps=1)
+    assert loss == loss and not torch.equal(rewards.rewards[0].weight, before)  # not NaN: it ran
+
+
+@pytest.mark.parametrize("refresh", ["full", "gate"])
+def test_the_refresh_moves_the_scorers_only_in_full_mode(tiny_params, tiny_model, refresh):
+    params = dataclasses.replace(
+        tiny_params, training=dataclasses.replace(tiny_params.training, refresh=refresh)
+    )
+    rewards = training.refreshed_rewards(random_rewards(tiny_model.model, folds=1).rewards, params)
+    reward = rewards.rewards[0]
+    with torch.no_grad():  # an input gate that weighs layers by their scores moves the biases too
+        reward.gate_weight.normal_(generator=torch.Generator().manual_seed(1))
+    before = {name: p.detach().clone() for name, p in reward.named_parameters()}
+    states = torch.randn(4, 3, tiny_model.hidden_size)
+    rewards.refresh(states[:2], states[2:], torch.tensor([0, 0]), steps=1)
+    changed = {name for name, p in reward.named_parameters() if not torch.equal(p, before[name])}
+    gate = {"gate_weight", "gate_bias"}
+    assert changed == (gate | {"weight", "bias"} if refresh == "full" else gate)
+
+
+def single_reward_setup(tiny_params, tmp_path, *, max_length: int, max_steps: int):
+    """Notebook 04's setup on PAIRS for the paper's cDPO: a saved R_h with weights large enough
+    that gamma is far from 1/2, and conversations cut to `max_length` tokens."""
+    from repsafe_lib.reward import save_hybrid_reward
+
+    params = dataclasses.replace(
+        tiny_params,
+        extraction=dataclasses.replace(tiny_params.extraction, max_length=max_length),
+        training=settings(tiny_params, max_steps=max_steps, runs=("cdpo",)),
+    )
+    generator = torch.Generator().manual_seed(3)
+    reward = HybridReward(HybridRewardConfig((1, 2, 3), tiny_params.model.tiny.hidden_size))
+    with torch.no_grad():
+        reward.weight.copy_(torch.randn(reward.weight.shape, generator=generator) * 0.5)
+        reward.gate_weight.copy_(torch.randn(reward.gate_weight.shape, generator=generator))
+    save_hybrid_reward(reward, tmp_path / "hybrid_reward")
+    setup, fitted = training.prepare_training(
+        params,
+        tmp_path,
+        train_pairs=PAIRS,
+        states=None,
+        examples=None,
+        layers=[1, 2, 3],
+        hybrid_reward_path=tmp_path / "hybrid_reward",
+        progress=False,
+    )
+    assert fitted == [] and setup.fold_rewards == []  # no cross-fitted run asked for
+    return params, setup
+
+
+def base_states(tiny_model, params, pairs):
+    """Chosen and rejected last-token states `[n, 3, d]` of the base policy, by extraction
+    (notebook 01's code path, not the training forward)."""
+    texts = {
+        side: [
+            hs.format_conversation(tiny_model.tokenizer, p.prompt, getattr(p, side)) for p in pairs
+        ]
+        for side in ("chosen", "rejected")
+    }
+    options = {"layers": [1, 2, 3], "max_length": params.extraction.max_length, "batch_size": 8}
+    return tuple(
+        hs.extract_hidden_states(
+            tiny_model.model, tiny_model.tokenizer, texts[side], **options, progress=False
+        )
+        for side in ("chosen", "rejected")
+    )
+
+
+def test_training_reads_the_truncation_r_h_was_fit_on(tiny_params, tiny_model, tmp_path):
+    params, setup = single_reward_setup(tiny_params, tmp_path, max_length=12, max_steps=1)
+    for pair, encoded in zip(PAIRS, setup.pairs, strict=True):
+        for side in ("chosen", "rejected"):
+            text = hs.format_conversation(tiny_model.tokenizer, pair.prompt, getattr(pair, side))
+            extracted = hs.tokenize_conversations(tiny_model.tokenizer, [text], 12)[0]
+            assert list(getattr(encoded, side)) == extracted
+
+
+def test_paper_cdpo_takes_gamma_from_the_single_reward_and_refreshes_it_on_every_pair(
+    tiny_params, tiny_model, tmp_path, monkeypatch
+):
+    from repsafe_lib.losses import margin_bt_loss, preference_confidence
+    from repsafe_lib.reward import load_hybrid_reward
+
+    # 16 tokens: every conversation is cut, so training must cut exactly as extraction did.
+    params, setup = single_reward_setup(tiny_params, tmp_path, max_length=16, max_steps=2)
+    assert {p.fold for p in setup.pairs} == {0, 1}  # the single R_h must ignore the folds
+    gammas = []  # every batch's per-pair gamma, as the loss gets it
+
+    def recorded(*args):
+        gammas.append(preference_confidence(*args))
+        return gammas[-1]
+
+    monkeypatch.setattr(training, "preference_confidence", recorded)
+    result = training.run_training("cdpo", setup, progress=False)
+    schedule = training.batch_schedule(len(PAIRS), 4, 2, params.seed)
+    chosen, rejected = base_states(tiny_model, params, [PAIRS[i] for i in schedule[0]])
+    saved = load_hybrid_reward(tmp_path / "hybrid_reward")
+    with torch.no_grad():
+        r_chosen, r_rejected = saved(chosen), saved(rejected)
+        gamma = preference_confidence(r_chosen, r_rejected, params.reward.alpha)
+        refresh_loss = margin_bt_loss(r_chosen, r_rejected, params.reward.mu)
+    first = result.metrics[0]
+    assert len(gammas) == 2 and 0.05 < float(gamma.std())
+    torch.testing.assert_close(gammas[0], gamma, atol=1e-4, rtol=0)  # pair by pair, step 0
+    assert first["gamma_mean"] == pytest.approx(float(gamma.mean()), abs=1e-4)
+    assert first["hybrid_margin"] == pytest.approx(float((r_chosen - r_rejected).mean()), abs=1e-4)
+    assert first["gamma_below_half"] == float((gamma < 0.5).float().mean())
+    assert first["refresh_loss"] == pytest.approx(float(refresh_loss), abs=1e-4)  # all 4 pairs
+    refreshed = load_hybrid_reward(result.directory / "hybrid_reward-0")
+    assert not torch.equal(refreshed.weight, saved.weight)  # scorers refreshed (refresh: full)
+    assert not (result.directory / "hybrid_reward-1.safetensors").exists()
+
+
+def test_cross_fitted_cdpo_never_scores_a_pair_with_a_reward_that_saw_it(
+    tiny_params, tiny_model, tmp_path
+):
+    from repsafe_lib.losses import preference_confidence
+
+    params, setup = single_reward_setup(tiny_params, tmp_path, max_length=256, max_steps=1)
+    fold_rewards = random_rewards(tiny_model.model, folds=2, seed=5, scale=1.0).rewards
+    setup = dataclasses.replace(setup, fold_rewards=fold_rewards)
+    chosen, rejected = base_states(tiny_model, params, PAIRS)
+    pair_states = torch.stack([chosen, rejected], dim=1)  # [pairs, 2, L, d]
+    folds = torch.tensor([p.fold for p in setup.pairs])
+    with torch.no_grad():
+        expected = torch.stack(
+            [
+                preference_confidence(
+                    fold_rewards[f](chosen[i : i + 1]), fold_rewards[f](rejected[i : i + 1]), 7.5
+                )[0]
+                for i, f in enumerate(folds.tolist())
+            ]
+        )
+    seen = []  # (fold of the reward, scoring or refreshing, pair)
+
+    def recorder(fold):
+        def hook(module, inputs, output):
+            for row in inputs[0].detach():
+                distance = (pair_states - row).flatten(2).norm(dim=-1).amin(dim=1)
+                assert float(distance.min()) < 1e-3, "a state that is no pair's"
+                pair = int(distance.argmin())
+                seen.append((fold, "refresh" if torch.is_grad_enabled() else "score", pair))
+
+        return hook
+
+    for fold, reward in enumerate(fold_rewards):
+        reward.register_forward_hook(recorder(fold))  # copied with the reward into the run
+    result = training.run_training("cdpo_crossfit", setup, progress=False)
+    assert result.metrics[0]["gamma_mean"] == pytest.approx(float(expected.mean()), abs=1e-4)
+    scored = {(f, pair) for f, kind, pair in seen if kind == "score"}
+    refreshed = {(f, pair) for f, kind, pair in seen if kind == "refresh"}
+    assert {pair for _, pair in scored} == set(range(len(PAIRS)))
+    assert all(folds[pair] == f for f, pair in scored)
+    assert refreshed and all(folds[pair] != f for f, pair in refreshed)
+    assert not scored & refreshed
+
+
 def test_checkpoints_hold_no_pickles(tiny_params, tiny_model, encoded, tmp_path):
     run(
         "cdpo",
@@ -429,3 +594,25 @@ def test_checkpoints_hold_no_pickles(tiny_params, tiny_model, encoded, tmp_path)
     assert files and all(
         p.suffix in (".safetensors", ".json", ".jsonl", ".txt", ".jinja") for p in files
     ), sorted({p.suffix for p in files})
+
+
+def test_trained_copies_keep_float32_master_weights_or_lora_on_the_policy_dtype(tiny_params):
+    from repsafe_lib.params import LoraParams
+
+    spec = dataclasses.replace(tiny_params.model, dtype="bfloat16")
+    for mixed_precision in ("no", "bf16"):
+        full = dataclasses.replace(tiny_params.training, mixed_precision=mixed_precision)
+        assert training.training_spec(spec, full).dtype == "float32"
+    lora = dataclasses.replace(full, lora=LoraParams(r=4, alpha=8.0))
+    assert training.training_spec(spec, lora).dtype == "bfloat16"
+    prepared = training.prepare_policy(load_model(spec).model, full)  # a bfloat16 model given
+    assert {p.dtype for p in prepared.parameters()} == {torch.float32}
+    adapted = training.prepare_policy(load_model(spec).model, lora)
+    dtypes = {("lora_" in n, p.dtype) for n, p in adapted.named_parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
+    again = training.prepare_policy(adapted, lora)  # online DPO's rounds: the same adapters
+    assert again is adapted and len(adapted.peft_config) == 1
+    assert (
+        sum("lora_A" in n for n, _ in again.named_parameters())
+        == 4 * tiny_params.model.tiny.num_layers
+    )
