@@ -195,9 +195,12 @@ def _tiny_config(tiny, vocab_size: int):
     )
     if tiny.scalar_head:
         shared["num_labels"] = 1
+    if tiny.verdicts:  # wide weights: the last state then depends on the text, not only the template
+        shared["initializer_range"] = 0.5
     if tiny.architecture == "llama":
         kv = tiny.num_key_value_heads
-        return LlamaConfig(**shared, num_key_value_heads=kv, tie_word_embeddings=True)
+        tied = not tiny.verdicts
+        return LlamaConfig(**shared, num_key_value_heads=kv, tie_word_embeddings=tied)
     if tiny.architecture == "mistral":  # MD-Judge-v0.1 is a Mistral-7B fine-tune
         from transformers import MistralConfig
 
@@ -205,6 +208,7 @@ def _tiny_config(tiny, vocab_size: int):
             **shared,
             num_key_value_heads=tiny.num_key_value_heads,
             sliding_window=tiny.max_position_embeddings // 2,
+            tie_word_embeddings=False,
         )
     from transformers import DebertaV2Config  # Table 3's reward-model-deberta-v3-large-v2
 
@@ -230,15 +234,41 @@ def build_tiny_llama(spec: ModelParams, vocab_size: int, seed: int) -> PreTraine
     return build_tiny_model(spec, vocab_size, seed)
 
 
+def verdict_token_ids(tokenizer, verdicts) -> list[int]:
+    """The single token of each verdict as it follows other text (" safe")."""
+    ids = [tokenizer(f" {v}", add_special_tokens=False)["input_ids"] for v in verdicts]
+    for verdict, tokens in zip(verdicts, ids, strict=True):
+        if len(tokens) != 1:
+            raise ValueError(f"tiny.verdicts: {verdict!r} is {len(tokens)} tokens, not one")
+    return [tokens[0] for tokens in ids]
+
+
+@torch.no_grad()
+def answer_only_with(model: PreTrainedModel, token_ids: list[int], seed: int) -> None:
+    """Zero every LM-head row but two opposite random ones: the two tokens' logits are +-h.v and
+    every other token's is 0, so greedy decoding always starts with one of the two, picked by the
+    sign of h.v for the input's last state h."""
+    if model.config.tie_word_embeddings:
+        raise ValueError("a verdict head needs untied input and output embeddings")
+    head = model.get_output_embeddings().weight
+    direction = torch.randn(head.shape[1], generator=torch.Generator().manual_seed(seed))
+    head.zero_()
+    head[token_ids[0]] = direction.to(head.dtype)
+    head[token_ids[1]] = -direction.to(head.dtype)
+
+
 def tiny_model_dir(spec: ModelParams, seed: int) -> tuple[Path, str]:
     """The tiny model and its tokenizer, saved once into the cache as a `save_pretrained`
     directory (so it loads through the same `from_pretrained` code as a hub model), and their
     fingerprint."""
     tokenizer = tiny_tokenizer(spec)
     model = build_tiny_model(spec, len(tokenizer), seed)
+    extras = "" if spec.tiny.chat_template else "|no-chat-template"
+    if spec.tiny.verdicts:
+        answer_only_with(model, verdict_token_ids(tokenizer, spec.tiny.verdicts), seed)
+        extras += f"|verdicts={list(spec.tiny.verdicts)}"
     config_blob = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
-    template = "" if spec.tiny.chat_template else "|no-chat-template"
-    fingerprint = hashlib.sha256(f"{config_blob}|seed={seed}{template}".encode()).hexdigest()
+    fingerprint = hashlib.sha256(f"{config_blob}|seed={seed}{extras}".encode()).hexdigest()
     target = cache_root() / "tiny-models" / fingerprint[:16]  # weights and tokenizer
     if not (target / "config.json").is_file():
         target.parent.mkdir(parents=True, exist_ok=True)

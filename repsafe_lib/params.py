@@ -57,7 +57,9 @@ class TinyModelParams:
     rehearsal of the paper profile, models of the paper's architectures (a Llama or a Mistral
     causal LM; with `scalar_head`, a reward model: a sequence classifier with one output, always so
     for DeBERTa-v2). `chat_template: false` drops the borrowed tokenizer's chat template, as for a
-    base model such as Llama-2-7b."""
+    base model such as Llama-2-7b. `verdicts: [safe, unsafe]` makes a judge-shaped model whose
+    first generated token is always one of the two (which one depends on the input), so that a
+    guard judge's verdict parser, rates and agreement statistics get real input."""
 
     num_layers: int = 3
     hidden_size: int = 64
@@ -68,8 +70,11 @@ class TinyModelParams:
     architecture: TinyArchitecture = "llama"
     chat_template: bool = True
     scalar_head: bool = False
+    verdicts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.verdicts and (len(self.verdicts) != 2 or self.scalar_head):
+            raise ValueError("verdicts: a causal LM's two possible answers, e.g. [safe, unsafe]")
         if self.architecture == "deberta-v2" and not self.scalar_head:
             raise ValueError("a tiny deberta-v2 is a reward model: set scalar_head: true")
         for name in ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads"):

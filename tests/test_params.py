@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from repsafe_lib.params import ParamsError, load_params, resolve_layers
 
-PROFILES = ["tiny", "smol", "paper"]
+PROFILES = ["tiny", "smol", "paper", "paper-80gb", "rehearsal", "rehearsal-80gb"]
 
 
 _RM = {"kind": "hub", "name": "rm", "source": "OpenAssistant/reward-model-deberta-v3-large-v2"}

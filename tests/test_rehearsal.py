@@ -37,6 +37,7 @@ SIZES = (
     "training.drift_pairs",
     "evaluation.prompts_per_benchmark",
     "evaluation.max_new_tokens",
+    "evaluation.judge_max_new_tokens",
     "evaluation.bootstrap_resamples",
     "sampling.train_prompts",
     "sampling.reward_model.steps",
