@@ -4,11 +4,16 @@ only in model sources, data sources and sizes; `extends:` itself is validated li
 from __future__ import annotations
 
 import fnmatch
+import json
+import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from repsafe_lib import pipeline
+from repsafe_lib.models import nf4_supported
 from repsafe_lib.params import ParamsError, load_params, merge_overlay, raw_params
 
 # What a rehearsal may change, as dotted-key patterns: model sources, data sources, sizes.
@@ -71,7 +76,9 @@ def test_rehearsal_differs_from_its_paper_profile_only_in_sources_and_sizes(rehe
     paper = flattened(raw_params(Path(f"params/{REHEARSALS[rehearsal]}.yaml")))
     ours = flattened(raw_params(Path(f"params/{rehearsal}.yaml")))
     drifted = sorted(
-        key for key in paper.keys() | ours.keys() if paper.get(key) != ours.get(key) and not allowed(key)
+        key
+        for key in paper.keys() | ours.keys()
+        if paper.get(key) != ours.get(key) and not allowed(key)
     )
     assert not drifted, f"{rehearsal}.yaml changes more than sources and sizes: {drifted}"
     assert load_params(f"params/{rehearsal}.yaml").profile == rehearsal
@@ -138,3 +145,63 @@ def test_bad_extends_names_the_file_and_key(tmp_path, text, problem):
     with pytest.raises(ParamsError) as error:
         load_params(child)
     assert str(child) in str(error.value) and problem in str(error.value)
+
+
+# The rehearsal itself, from a clean outputs directory, as `make reproduce PROFILE=rehearsal`.
+
+
+@pytest.fixture(scope="module")
+def rehearsal_run(tmp_path_factory) -> Path:
+    outputs = tmp_path_factory.mktemp("rehearsal-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REPSAFE_OUTPUTS", str(outputs))
+        assert pipeline.main(["--params", "params/rehearsal.yaml"]) == 0
+    return outputs / "rehearsal"
+
+
+def manifest(run_dir: Path, notebook: str) -> dict:
+    return json.loads((run_dir / notebook / "manifest.json").read_text())
+
+
+def test_rehearsal_reaches_every_paper_item_in_the_report(rehearsal_run):
+    index = json.loads((rehearsal_run / "08_results" / "results.json").read_text())
+    assert [item["key"] for item in index if not item["ran"]] == []
+    page = (rehearsal_run / "report" / "index.html").read_text()
+    assert all(item["title"].split(":")[0] in page for item in index)
+    assert "not yet run" not in page
+
+
+def test_rehearsal_runs_the_paper_profiles_settings(rehearsal_run):
+    paper = load_params("params/paper.yaml")
+    training = manifest(rehearsal_run, "04_training")
+    assert training["runs"] == list(paper.training.runs)
+    assert training["reference"] == paper.training.reference == "precomputed"
+    assert training["reference_quantization"] == ("nf4" if nf4_supported() else "none")
+    for run in ("cdpo", "cdpo_crossfit"):
+        rows = [
+            json.loads(line)
+            for line in (rehearsal_run / "04_training" / run / "metrics.jsonl").open()
+        ]
+        assert len(rows) == load_params("params/rehearsal.yaml").training.max_steps
+        assert all(math.isfinite(r["loss"]) and 0 <= r["gamma_mean"] <= 1 for r in rows)
+    evaluation = manifest(rehearsal_run, "06_evaluation")
+    assert sorted(evaluation["judges"]) == sorted(paper.evaluation.judges)
+    assert evaluation["mmlu_shots"] == paper.evaluation.mmlu_shots == 5
+    judgments = [
+        json.loads(line) for line in (rehearsal_run / "06_evaluation" / "judgments.jsonl").open()
+    ]
+    verdicts = {(j["judge"], j["unsafe"]) for j in judgments}
+    assert verdicts >= {(name, flag) for name in paper.evaluation.judges for flag in (True, False)}
+    agreement = pd.read_csv(rehearsal_run / "06_evaluation" / "judge_agreement.csv")
+    assert agreement["items"].gt(0).all() and agreement["kappa"].notna().any()
+    table3 = pd.read_csv(rehearsal_run / "06_evaluation" / "table3.csv")
+    reward_columns = [c for c in table3.columns if c.startswith("general_reward ·")]
+    assert len(reward_columns) == len(paper.evaluation.general_reward_models) == 2
+    assert table3[reward_columns].apply(pd.to_numeric, errors="coerce").notna().all().all()
+    samples = pd.read_json(rehearsal_run / "05_sampling" / "table2_samples.jsonl", lines=True)
+    per_prompt = samples.groupby(["stage", "benchmark", "prompt_id"]).size()
+    assert (per_prompt == paper.sampling.num_samples).all()
+    rounds = sorted(p.name for p in (rehearsal_run / "05_sampling" / "online").glob("round-*"))
+    assert len(rounds) == load_params("params/rehearsal.yaml").sampling.online.rounds
+    compute = pd.read_csv(rehearsal_run / "07_compute" / "fig7_measured.csv")
+    assert len(compute) > 0
