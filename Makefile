@@ -10,7 +10,8 @@ TEST_OUTPUTS ?= $(CURDIR)/outputs/.test
 .PHONY: help install reproduce report test lab lint clean
 
 help:
-	@echo "make reproduce [PROFILE=tiny|smol|paper]  run every notebook (default: smol) into outputs/<profile>/"
+	@echo "make reproduce [PROFILE=tiny|smol|paper|paper-80gb|rehearsal]  run every notebook (default: smol)"
+	@echo "                                         into outputs/<profile>/"
 	@echo "make report [PROFILE=...]                rebuild outputs/<profile>/report/index.html from existing artifacts"
 	@echo "make test                                unit tests + nbval over every notebook on the tiny profile"
 	@echo "make lab                                 JupyterLab on the suite's environment"

@@ -48,7 +48,7 @@ RELIABILITY_TESTS = {
         "test_datasets.py::test_field_missing_from_every_json_row_is_a_column_error",
         "test_datasets.py::test_unreadable_files",
         "test_datasets.py::test_neither_file_nor_hub_id",
-        "test_datasets.py::test_directory_is_rejected",
+        "test_datasets.py::test_directory_without_data_is_a_clear_error",
         "test_datasets.py::test_bad_on_bad_rows_value",
         "test_datasets.py::test_skip_mode_with_every_row_bad_still_raises",
         "test_datasets.py::test_raise_mode_stops_at_first_bad_row",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -205,3 +206,21 @@ def test_rehearsal_runs_the_paper_profiles_settings(rehearsal_run):
     assert len(rounds) == load_params("params/rehearsal.yaml").sampling.online.rounds
     compute = pd.read_csv(rehearsal_run / "07_compute" / "fig7_measured.csv")
     assert len(compute) > 0
+
+
+def test_rehearsal_80gb_trains_every_model_with_lora(rehearsal_run, tmp_path, monkeypatch):
+    """paper-80gb.yaml's LoRA path: notebooks 04 and 05 (every trained model: SFT, DPO, both cDPO
+    runs, DPO*/cDPO*, online DPO and its reward model) on the rehearsal's notebooks 00-03."""
+    profile = tmp_path / "rehearsal-80gb"
+    for notebook in ("00_data", "01_representations", "02_probes", "03_hybrid_reward"):
+        shutil.copytree(rehearsal_run / notebook, profile / notebook)
+    monkeypatch.setenv("REPSAFE_OUTPUTS", str(tmp_path))
+    assert pipeline.main(["--params", "params/rehearsal-80gb.yaml", "--only", "04", "05"]) == 0
+    lora = load_params("params/rehearsal-80gb.yaml").training.lora
+    assert lora is not None
+    trained = [profile / "04_training" / run / "policy" for run in ("sft", "dpo", "cdpo")]
+    trained += [profile / "05_sampling" / run / "policy" for run in ("dpo_star", "online")]
+    for policy in trained:  # adapters merged: a plain model that loads without peft
+        assert (policy / "model.safetensors").is_file() and not (
+            policy / "adapter_config.json"
+        ).exists()
