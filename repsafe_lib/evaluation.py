@@ -34,7 +34,14 @@ from transformers import AutoTokenizer
 
 from repsafe_lib import published
 from repsafe_lib.datasets import MMLU_LETTERS, EvalPrompt, MmluQuestion, subsample
-from repsafe_lib.hidden_states import pad_batch, position_ids_from_mask
+from repsafe_lib.hidden_states import (
+    StateExample,
+    cached_hidden_states,
+    format_conversation,
+    load_states,
+    pad_batch,
+    position_ids_from_mask,
+)
 from repsafe_lib.judges import RESPONSE_CLASSES, JudgeRecord, XSTestRecord
 from repsafe_lib.models import (
     DTYPES,
@@ -45,6 +52,7 @@ from repsafe_lib.models import (
     pretrained_source,
 )
 from repsafe_lib.plots import use_style
+from repsafe_lib.probes import pair_rows
 from repsafe_lib.records import read_records
 from repsafe_lib.reward import HybridReward, load_hybrid_reward, pairwise_accuracy
 from repsafe_lib.sampling import DecodingConfig, ResponseRecord, cached_responses, for_generation
@@ -1077,3 +1085,53 @@ def reward_accuracy_by_layer(
             for scorer, layer, values in rows
         ]
     ).astype({"layer": "Int64"})
+
+
+def alignment_reward_accuracy(run, params, aligned_run: str = FIG1_ALIGNED_RUN) -> pd.DataFrame:
+    """Fig 1's reward series before and after alignment on notebook 00's held-out pairs: notebook
+    03's R_h on the base policy's states (notebook 01), and the refreshed R_h that notebook 04's
+    `aligned_run` saved, on the states of that run's trained policy (extracted here, cached in
+    `run.path("states")`). `run` is the calling notebook's `artifacts.Run`."""
+    examples = read_records(
+        run.upstream("01_representations", "examples.jsonl"),
+        StateExample,
+        producer="01_representations",
+    )
+    base_states, state_layers = load_states(
+        run.upstream("01_representations", "states.json").parent
+    )
+    chosen_rows, rejected_rows = pair_rows(
+        examples, np.flatnonzero([e.split == "test" for e in examples])
+    )
+    before = load_hybrid_reward(
+        run.upstream("03_hybrid_reward", "hybrid_reward.json").with_suffix("")
+    )
+    if list(before.config.layers) != state_layers:
+        raise ValueError("notebook 03's R_h reads other layers than notebook 01's states: rerun 03")
+    policy_dir = run.upstream("04_training", f"{aligned_run}/policy/config.json").parent
+    after = saved_hybrid_rewards(policy_dir.parent)
+    if not after:
+        raise FileNotFoundError(f"04_training/{aligned_run} saved no hybrid reward: rerun 04")
+    aligned = load_saved_policy(policy_dir, params.model, name=aligned_run)
+    texts = [
+        format_conversation(aligned.tokenizer, examples[i].prompt, examples[i].response)
+        for i in (*chosen_rows, *rejected_rows)
+    ]
+    aligned_states = cached_hidden_states(
+        aligned.model,
+        aligned.tokenizer,
+        texts,
+        model_fingerprint=aligned.fingerprint,
+        cache_dir=run.path("states"),
+        layers=list(after[0].config.layers),
+        max_length=params.extraction.max_length,
+        batch_size=params.extraction.batch_size,
+    ).states
+    n_pairs = len(chosen_rows)
+    before_rows = reward_accuracy_by_layer(
+        [before], base_states[chosen_rows], base_states[rejected_rows], stage="before alignment"
+    )
+    after_rows = reward_accuracy_by_layer(
+        after, aligned_states[:n_pairs], aligned_states[n_pairs:], stage="after alignment"
+    )
+    return pd.concat([before_rows, after_rows], ignore_index=True)
