@@ -159,3 +159,52 @@ def test_released_weights_are_freed_and_the_rest_is_kept(tiny_params):
     models.free_accelerator_memory()
     assert weights() is None and loaded.model is None
     assert (loaded.fingerprint, loaded.tokenizer) == (fingerprint, tokenizer)
+
+
+def tiny_spec(tiny_params, **tiny):
+    return dataclasses.replace(
+        tiny_params.model, tiny=dataclasses.replace(tiny_params.model.tiny, **tiny)
+    )
+
+
+@pytest.mark.parametrize(
+    ("tiny", "expected"),
+    [
+        ({"architecture": "mistral"}, "MistralForCausalLM"),
+        ({"architecture": "llama", "scalar_head": True}, "LlamaForSequenceClassification"),
+        ({"architecture": "deberta-v2", "scalar_head": True}, "DebertaV2ForSequenceClassification"),
+    ],
+)
+def test_tiny_models_of_the_paper_architectures_load_through_from_pretrained(
+    tiny_params, tmp_path, monkeypatch, tiny, expected
+):
+    from transformers import AutoConfig
+
+    monkeypatch.setenv("REPSAFE_CACHE", str(tmp_path))
+    spec = tiny_spec(tiny_params, **tiny)
+    directory = models.pretrained_source(spec, seed=3)
+    assert AutoConfig.from_pretrained(directory).architectures == [expected]
+    assert models.pretrained_source(spec, seed=3) == directory  # saved once, found again
+    if tiny.get("scalar_head"):
+        assert AutoConfig.from_pretrained(directory).num_labels == 1
+        with pytest.raises(ValueError, match="reward model"):
+            models.load_model(spec, seed=3)
+
+
+def test_a_tiny_base_model_has_no_chat_template(tiny_params, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPSAFE_CACHE", str(tmp_path))
+    loaded = models.load_model(tiny_spec(tiny_params, chat_template=False), seed=0)
+    assert not loaded.tokenizer.chat_template
+    assert models.load_model(tiny_params.model, seed=0).tokenizer.chat_template
+
+
+def test_a_verdict_head_always_answers_one_of_its_two_verdicts(tiny_params, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPSAFE_CACHE", str(tmp_path))
+    spec = tiny_spec(tiny_params, verdicts=("safe", "unsafe"))
+    loaded = models.load_model(spec, seed=0)
+    ids = models.verdict_token_ids(loaded.tokenizer, spec.tiny.verdicts)
+    texts = [f"Is this safe? {word} " * (1 + i % 4) for i, word in enumerate("abcdefghijklmnop")]
+    batch = loaded.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
+    with torch.no_grad():
+        first = loaded.model(**batch).logits[:, -1].argmax(-1).tolist()
+    assert set(first) == set(ids)  # always one of the two, and which one depends on the text
