@@ -6,7 +6,7 @@ For each profile (one subprocess each), three ways over identical length-sorted 
   bare     the model body's forward, nothing kept (the floor extraction is measured against);
   extract  `extract_hidden_states`: hooks keep the last real token of every layer;
   naive    the full causal LM with `output_hidden_states=True`, pooled afterwards (what it replaces).
-Targets (issue 2): extract/bare throughput >= 0.9 and peak RSS <= 1.2x bare. Peak RSS is the
+Targets: extract/bare throughput >= 0.9 and peak RSS <= 1.2x bare. Peak RSS is the
 process's high-water mark during the timed passes (reset after loading, Linux only), so it includes
 the model's weights but not the transient cost of loading them.
 """

@@ -1,5 +1,5 @@
 """Safety evaluation: toxic rates with bootstrap intervals, judge agreement, hazard categories,
-XSTest over-refusal and over-alignment (paper Sec 4.2-4.6, Table 1-3, Fig 4; SPEC §2).
+XSTest over-refusal and over-alignment (paper Sec 4.2-4.6, Table 1-3, Fig 4).
 
 Which policies exist is read off the outputs tree, by this convention:
 

@@ -1,4 +1,4 @@
-"""Last-token hidden states of every decoder layer (paper Sec 3.2; SPEC §1).
+"""Last-token hidden states of every decoder layer (paper Sec 3.2).
 
 A conversation is the prompt in the model's chat template (with the assistant turn opened), then the
 response, then the end-of-sequence token; its state at layer l is the hidden state of the *last

@@ -1,4 +1,4 @@
-"""Safety judges for the toxic-rate tables (paper Sec 4.2, Table 1-2; SPEC §2) and XSTest (Fig 4).
+"""Safety judges for the toxic-rate tables (paper Sec 4.2, Table 1-2) and XSTest (Fig 4).
 
 A judge maps (prompt, response) pairs to `JudgeRecord`s: unsafe or not (None when its output can't
 be parsed: counted and reported, never guessed), the hazard categories it names, its raw output,

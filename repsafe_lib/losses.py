@@ -1,4 +1,4 @@
-"""The suite's losses and the preference confidence, as small pure functions (SPEC §1).
+"""The suite's losses and the preference confidence, as small pure functions (paper Eq 2-9).
 
 Every function takes float tensors and computes in float32 or wider, so fp16/bf16 inputs and
 margins of any size give finite results (`logsigmoid` never forms `log(0)`).
@@ -61,7 +61,7 @@ def dpo_margin(
 
 
 def confidence_dpo_loss(margin: torch.Tensor, gamma: torch.Tensor | float) -> torch.Tensor:
-    """cDPO (Eq 5, SPEC §1): `mean[-gamma log sigmoid(z) - (1 - gamma) log sigmoid(-z)]`.
+    """cDPO (Eq 5 with Sec 4.7): `mean[-gamma log sigmoid(z) - (1 - gamma) log sigmoid(-z)]`.
 
     `gamma` (per pair, or one number) is the target probability that the chosen response is
     preferred; it is detached. Its gradient is `dL/dz = sigmoid(z) - gamma` per pair (Eq 9).

@@ -195,7 +195,7 @@ def _tiny_config(tiny, vocab_size: int):
     )
     if tiny.scalar_head:
         shared["num_labels"] = 1
-    if tiny.verdicts:  # wide weights: the last state then depends on the text, not only the template
+    if tiny.verdicts:  # wide weights: the last state depends on the text, not only its end
         shared["initializer_range"] = 0.5
     if tiny.architecture == "llama":
         kv = tiny.num_key_value_heads

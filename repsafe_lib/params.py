@@ -146,7 +146,7 @@ class DataParams:
 
 @dataclass(frozen=True)
 class ExtractionParams:
-    """Hidden-state extraction (SPEC §1): which decoder layers (1-based, or "all") and batching.
+    """Hidden-state extraction (paper Sec 3.2): which decoder layers (1-based, or "all") and batching.
 
     States are computed in the model's dtype (`model.dtype`) and cached as float16.
     max_length: the one token budget of every conversation whose last-token states R_h reads —

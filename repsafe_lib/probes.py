@@ -1,7 +1,7 @@
 """Per-layer linear probes on last-token states, and the two controls they must beat (Fig 1).
 
 A probe is a linear SVM on one layer's standardised states, safe = +1, unsafe = -1; its score is the
-signed margin `s_l(h) = w_l . z_l + b_l`, with `z_l` the standardised state (SPEC §1). C is chosen
+signed margin `s_l(h) = w_l . z_l + b_l`, with `z_l` the standardised state. C is chosen
 per layer by an inner cross-validation on the training side, grouped by prompt. Metrics are
 per-example on held-out prompts, with **unsafe as the positive class** (precision = share of
 responses flagged unsafe that are unsafe). Pairwise ranking accuracy would flatter a probe (a pair

@@ -1,5 +1,5 @@
 """Training the policy: SFT, vanilla DPO and confidence DPO with the hybrid reward (paper Sec
-3.3-3.4, Eq 3-5, 9; SPEC §1).
+3.3-3.4, Eq 3-5, 9).
 
 One cDPO step, on a batch of preference pairs:
 

@@ -11,7 +11,7 @@ from repsafe_lib import pipeline
 from repsafe_lib.models import LoadedModel, load_model
 from repsafe_lib.params import Params, load_params
 
-# The robustness audit (issue 8) spans the suite: these tests, and all of test_reliability.py, carry
+# The robustness audit spans the suite: these tests, and all of test_reliability.py, carry
 # the `reliability` marker, so `pytest -m reliability` runs the audit and `--collect-only -q` counts
 # it (README, "Reliability"). A test that owns its topic stays in its own file; it is listed here.
 RELIABILITY_TESTS = {

@@ -71,7 +71,7 @@ def test_layer_subset_and_order(tiny_model, texts):
 
 
 def test_last_layer_has_passed_the_final_norm(tiny_model, texts):
-    # The convention of SPEC §1: layer L = hidden_states[L] = final_norm(output of block L).
+    # The suite's convention: layer L = hidden_states[L] = final_norm(output of block L).
     _, blocks, norm = hs.decoder_parts(tiny_model.model)
     captured = {}
     handle = blocks[-1].register_forward_hook(

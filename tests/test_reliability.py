@@ -1,4 +1,4 @@
-"""The robustness audit (issue 8) where no other file owns the topic: where seeds come from, runs
+"""The robustness audit where no other file owns the topic: where seeds come from, runs
 killed with SIGKILL and rerun, bad input through the pipeline, an unwritable outputs directory.
 
 The tests that already live beside their topic (bad rows in test_datasets, bad params in test_params,
