@@ -1,4 +1,4 @@
-"""Dataset loaders: PKU-SafeRLHF preference pairs and the safety evaluation prompts (SPEC §3).
+"""Dataset loaders: PKU-SafeRLHF preference pairs and the safety evaluation prompts (paper Sec 4.1-4.2).
 
 Each loader takes a local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``; all but parquet
 optionally ``.gz``), a Hugging Face hub id, or a local directory laid out like the dataset's hub
@@ -13,7 +13,7 @@ row and the field.
 ``split`` applies to hub ids and directories, ``revision`` to hub ids only; a local file is one
 split already.
 Text fields are stripped of surrounding whitespace: a trailing newline would otherwise change
-the last token, whose hidden state is the representation the suite reads (SPEC §1).
+the last token, whose hidden state is the representation the suite reads (paper Sec 3.2).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class EvalPrompt:
 
 @dataclass(frozen=True)
 class LabeledResponse:
-    """One side of a preference pair, for hidden-state probes (SPEC §1, Fig 1)."""
+    """One side of a preference pair, for hidden-state probes (Fig 1)."""
 
     example_id: str
     prompt: str
