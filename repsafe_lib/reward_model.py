@@ -292,18 +292,29 @@ def read_reward_model_metadata(directory: str | Path) -> dict | None:
 
 
 def load_reward_model(
-    directory: str | Path, *, dtype: torch.dtype | None = None, device: str = "auto"
+    directory: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    device: str = "auto",
+    trust_remote_code: bool = False,
 ) -> ScalarRewardModel:
     """A reward model saved by `save_reward_model`, in eval mode, its body in `dtype` (None: as
     saved) and loaded straight onto the device it will score on: `device` as `model.device` of
-    a profile names it ("auto": cuda > mps > cpu)."""
-    from repsafe_lib.models import pick_device
+    a profile names it ("auto": cuda > mps > cpu). Its body runs custom code only where
+    `trust_remote_code` (the policy's params setting) allows it."""
+    from repsafe_lib.models import pick_device, refuse_custom_code
 
     directory = Path(directory)
     if read_reward_model_metadata(directory) is None:
         raise FileNotFoundError(f"{directory}: no reward model saved by repsafe here")
     target = pick_device(device)
-    body = AutoModel.from_pretrained(directory / "body", dtype=dtype, device_map={"": str(target)})
+    refuse_custom_code(directory / "body", trust_remote_code, "model.trust_remote_code")
+    body = AutoModel.from_pretrained(
+        directory / "body",
+        dtype=dtype,
+        device_map={"": str(target)},
+        trust_remote_code=trust_remote_code,
+    )
     model = ScalarRewardModel(body)
     head = load_file(directory / "head.safetensors")
     model.head.load_state_dict(head)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -72,6 +73,113 @@ def test_trust_remote_code_only_when_params_say_so(tiny_params, monkeypatch, fla
     with pytest.raises(RuntimeError, match="stop here"):
         models.load_model(spec)
     assert seen == [flag]
+
+
+PLANTED_CODE = """
+from pathlib import Path
+Path(__file__).with_name("code_ran").write_text("yes")
+"""
+
+
+def plant_custom_code(directory, tokenizer_too: bool = False) -> None:
+    """Make a saved model directory name custom code that leaves a marker file when it runs."""
+    (directory / "planted.py").write_text(PLANTED_CODE)
+    names = ["config.json"] + (["tokenizer_config.json"] if tokenizer_too else [])
+    for name in names:
+        config = json.loads((directory / name).read_text())
+        if (
+            name == "config.json"
+        ):  # a model type transformers doesn't know: only the code can load it
+            config["model_type"] = "planted"
+            config["auto_map"] = {
+                "AutoConfig": "planted.Config",
+                "AutoModel": "planted.Model",
+                "AutoModelForCausalLM": "planted.Model",
+            }
+        else:
+            config["auto_map"] = {"AutoTokenizer": ["planted.Tokenizer", None]}
+        (directory / name).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("where", ["config", "tokenizer"])
+def test_saved_policy_naming_custom_code_is_refused_without_a_prompt(
+    tiny_model, tiny_params, tmp_path, monkeypatch, where
+):
+    policy = tmp_path / "policy"
+    tiny_model.model.save_pretrained(policy)
+    tiny_model.tokenizer.save_pretrained(policy)
+    plant_custom_code(policy, tokenizer_too=where == "tokenizer")
+    if where == "tokenizer":  # only the tokenizer names custom code
+        config = json.loads((policy / "config.json").read_text())
+        del config["auto_map"]
+        (policy / "config.json").write_text(json.dumps(config))
+
+    def no_prompt(*args):
+        raise AssertionError("asked on stdin whether to run custom code")
+
+    monkeypatch.setattr("builtins.input", no_prompt)
+    with pytest.raises(ValueError, match=r"policy/(tokenizer_)?config\.json names custom"):
+        models.load_saved_policy(policy, tiny_params.model, name="planted")
+    assert not (policy / "code_ran").exists()
+
+
+def test_saved_reward_model_naming_custom_code_is_refused(tiny_model, tmp_path, monkeypatch):
+    from repsafe_lib import reward_model
+
+    directory = tmp_path / "reward_model"
+    rm = reward_model.ScalarRewardModel.from_causal_lm(tiny_model.model)
+    reward_model.save_reward_model(rm, directory, metadata={})
+    plant_custom_code(directory / "body")
+    monkeypatch.setattr("builtins.input", lambda *a: pytest.fail("prompted on stdin"))
+    with pytest.raises(ValueError, match="model.trust_remote_code is false"):
+        reward_model.load_reward_model(directory)
+    assert not (directory / "body" / "code_ran").exists()
+
+
+FROM_PRETRAINED_CLASSES = (
+    "AutoConfig",
+    "AutoModel",
+    "AutoModelForCausalLM",
+    "AutoModelForSequenceClassification",
+    "AutoTokenizer",
+)
+
+
+def test_every_from_pretrained_says_whether_to_trust_remote_code(
+    tiny_model, tiny_params, tmp_path, monkeypatch
+):
+    """transformers asks on stdin when `trust_remote_code` is left unset: every load names it."""
+    import transformers
+
+    from repsafe_lib import evaluation, reward_model
+
+    calls = []
+    for name in FROM_PRETRAINED_CLASSES:
+        cls = getattr(transformers, name)
+        original = cls.from_pretrained.__func__
+
+        def recording(cls, source, *args, _original=original, **kwargs):
+            calls.append((cls.__name__, "trust_remote_code" in kwargs))
+            return _original(cls, source, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(recording))
+
+    policy = tmp_path / "policy"
+    tiny_model.model.save_pretrained(policy)
+    tiny_model.tokenizer.save_pretrained(policy)
+    models.load_model(tiny_params.model, seed=tiny_params.seed)
+    models.load_tokenizer(tiny_params.model)
+    models.load_saved_policy(policy, tiny_params.model, name="saved")
+    models.load_reference(tiny_params.model, seed=tiny_params.seed, quantization="none")
+    hub_spec = dataclasses.replace(tiny_params.model, kind="hub", source=str(policy), tiny=None)
+    models.load_model(hub_spec)
+    rm = reward_model.ScalarRewardModel.from_causal_lm(tiny_model.model)
+    reward_model.save_reward_model(rm, tmp_path / "rm", metadata={})
+    reward_model.load_reward_model(tmp_path / "rm")
+    for spec in load_params("params/rehearsal.yaml").evaluation.reward_models:
+        evaluation.load_reward_model(spec)
+    assert len(calls) >= 8
+    assert all(named for _, named in calls), [c for c, named in calls if not named]
 
 
 def test_device_choice(monkeypatch):
