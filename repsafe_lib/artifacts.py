@@ -2,15 +2,19 @@
 
 Each notebook writes only under `outputs/<profile>/<notebook>/`. Every file is written to a temporary
 name in the same directory and renamed into place, so a run killed at any point never leaves a
-half-written file that a later run would trust.
+half-written file that a later run would trust. A write that runs out of disk space is a
+`DiskFullError` naming the file; an artifact that exists but can't be read is a `CorruptArtifactError`
+naming it and the notebook to rerun.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -19,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from repsafe_lib.locks import acquire, launched_rank, notebook_lock_path, release
 from repsafe_lib.paths import notebook_dir, repo_root
 
 TRACKED_PACKAGES = ("torch", "transformers", "scikit-learn", "numpy", "accelerate", "datasets")
@@ -26,6 +31,45 @@ TRACKED_PACKAGES = ("torch", "transformers", "scikit-learn", "numpy", "accelerat
 
 class MissingArtifactError(FileNotFoundError):
     """An upstream artifact is absent: the message says which notebook makes it."""
+
+
+class CorruptArtifactError(ValueError):
+    """An artifact exists but can't be read (cut off, overwritten, edited by hand): the message
+    names the file (and line) and the notebook that rewrites it."""
+
+
+class DiskFullError(OSError):
+    """A write ran out of space (ENOSPC, or EDQUOT for a quota); `str()` is one line naming the file."""
+
+    def __init__(self, path: Path, code: int):
+        super().__init__(
+            code,
+            f"{path}: no space left on the device (the file was not replaced); free space on"
+            " that disk and rerun",
+            str(path),
+        )
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+NOTEBOOK_DIR = re.compile(r"^\d{2}_[a-z0-9_]+$")
+
+
+def producing_notebook(path: str | Path) -> str | None:
+    """The `NN_name` notebook whose directory (`outputs/<profile>/NN_name/...`) holds `path`."""
+    return next((p.name for p in Path(path).parents if NOTEBOOK_DIR.match(p.name)), None)
+
+
+def corrupt_artifact(
+    path: str | Path, problem: object, *, producer: str | None = None, line: int | None = None
+) -> CorruptArtifactError:
+    """The one-line error for an unreadable artifact: where, what, and which notebook rewrites it."""
+    where = f"{path}, line {line}" if line is not None else str(path)
+    producer = producer or producing_notebook(path)
+    remedy = f"rerun notebook {producer}" if producer else "rerun the notebook that wrote it"
+    return CorruptArtifactError(f"{where}: {' '.join(str(problem).split())}; {remedy}")
 
 
 def _current_umask() -> int:
@@ -36,21 +80,31 @@ def _current_umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it into place, else delete it."""
+    """Yield a temporary path beside `path`; on success rename it into place, else delete it.
+
+    Running out of disk space anywhere in between raises `DiskFullError` naming `path`; the file
+    that was there before stays as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name keeps the real suffix: some writers (papermill) check it.
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary name keeps the real suffix: some writers (papermill) check it.
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        )
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; artifacts are ordinary files
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno in NO_SPACE and not isinstance(error, DiskFullError):
+            raise DiskFullError(path, error.errno) from error
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -64,7 +118,12 @@ def write_json(path: str | Path, value: Any) -> Path:
 
 
 def read_json(path: str | Path, *, producer: str) -> Any:
-    return json.loads(require_artifact(path, producer=producer).read_text(encoding="utf-8"))
+    """A JSON artifact; a missing or unparsable file is an error naming it and `producer`."""
+    data = require_artifact(path, producer=producer).read_bytes()
+    try:
+        return json.loads(data)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise corrupt_artifact(path, f"not valid JSON ({error})", producer=producer) from None
 
 
 def pd_is_numeric(column) -> bool:
@@ -182,7 +241,12 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
 
 
 class Run:
-    """One notebook's run: its output directory, its clock, and its manifest.
+    """One notebook's run: its output directory, its lock, its clock, and its manifest.
+
+    The run holds the notebook's lock (`locks.notebook_lock_path`) from here until `finish` or the
+    end of the process, so the same notebook of the same profile never runs twice at once; a second
+    process stops here with `locks.RunLockedError` naming the holder. Rerunning the notebook in the
+    same kernel takes the lock again.
 
     >>> run = Run(params, "01_representations")   # doctest: +SKIP
     >>> run.path("pca_kde")                       # outputs/<profile>/01_representations/pca_kde
@@ -192,6 +256,9 @@ class Run:
     def __init__(self, params, notebook: str):
         self.params, self.notebook = params, notebook
         self.dir = notebook_dir(params.profile, notebook)
+        self.lock_file = notebook_lock_path(params.profile, notebook)
+        if launched_rank() == 0:
+            acquire(self.lock_file)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
 
@@ -218,4 +285,6 @@ class Run:
             "wall_time_s": round(time.perf_counter() - self.started, 1),
             **(extra or {}),
         }
-        return Saved((write_json(self.path("manifest.json"), manifest),))
+        saved = Saved((write_json(self.path("manifest.json"), manifest),))
+        release(self.lock_file)
+        return saved

@@ -6,6 +6,14 @@ repository (read by `datasets.load_dataset` exactly as the hub id is), and runs 
 the same validation, so a bad row fails with a `DatasetError` that names the file, the 1-based data
 row and the field.
 
+Every record's id (``pair_id``, ``prompt_id``, ``question_id``) is unique within a loaded set:
+evaluation keys prompts, labels and responses by it, so a second row with an id already seen is a
+bad row naming both rows. Text holding a lone surrogate (a JSON ``"\\ud800"`` escape) is a bad row
+too: it is not Unicode and could never be written out. ``on_bad_rows: skip`` skips bad rows (every
+row of a shared id), never a damaged file: bytes that are not UTF-8, a JSON line that does not
+parse (a file cut off mid-line) and a CSV quote that is not closed properly stop the load in
+either mode, naming the line.
+
 - PKU-SafeRLHF (`load_pku_saferlhf`) -> `PreferencePair`, chosen = the only safe response.
 - hh-rlhf red-team attempts (`load_hh_red_team`), Do-Not-Answer (`load_do_not_answer`),
   Salad-Bench base set (`load_salad_base`), XSTest (`load_xstest`) -> `EvalPrompt`.
@@ -31,6 +39,7 @@ import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
@@ -44,6 +53,7 @@ _SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 _CSV_BOOLS = {"true": True, "True": True, "1": True, "false": False, "False": False, "0": False}
 _MAX_REASONS_LOGGED = 3
+_DAMAGED_FILE = "on_bad_rows: skip skips bad rows, not a damaged file"
 
 
 class DatasetError(ValueError):
@@ -177,6 +187,8 @@ class _Spec(Generic[T]):
     parse: Callable[[Mapping[str, Any], int, bool], T | None]
     hub_kwargs: Mapping[str, str] = field(default_factory=dict)
     repo_file: _RepoFile | None = None
+    record_id: Callable[[T], str] = attrgetter("prompt_id")
+    id_column: str | None = None  # the column the id is made of (None: the row number)
 
 
 # Field accessors: each returns a clean value or raises _RowError naming the field.
@@ -190,13 +202,26 @@ def _value(data: Mapping[str, Any], name: str) -> Any:
     return data[name]
 
 
+def _unicode(value: str, name: str) -> str:
+    """`value` if it is Unicode text; JSON's "\\ud800" escape decodes to a lone surrogate,
+    which no file can hold, so the write of a later notebook would fail on it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        surrogate = value[exc.start]
+        raise _RowError(
+            name, f"lone surrogate {surrogate!r} at character {exc.start + 1}: not Unicode text"
+        ) from None
+    return value
+
+
 def _text(data: Mapping[str, Any], name: str) -> str:
     value = _value(data, name)
     if not isinstance(value, str):
         raise _RowError(name, f"expected text, got {type(value).__name__} {value!r:.40}")
     if not value.strip():
         raise _RowError(name, "empty text")
-    return value.strip()
+    return _unicode(value.strip(), name)
 
 
 def _flag(data: Mapping[str, Any], name: str, text_cells: bool) -> bool:
@@ -222,7 +247,7 @@ def _ident(data: Mapping[str, Any], name: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        return _unicode(value.strip(), name)
     raise _RowError(name, f"expected an integer or text id, got {value!r:.40}")
 
 
@@ -239,6 +264,7 @@ def _categories(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
         # null flags appear when arrow merges dicts with different keys into one struct type
         if not isinstance(key, str) or not isinstance(flag, bool | None):
             raise _RowError(name, f"expected category (text) -> bool, got {key!r}: {flag!r}")
+        _unicode(key, name)
     return tuple(sorted(key for key, flag in value.items() if flag))
 
 
@@ -329,7 +355,7 @@ def _decode(raw: bytes, path: str) -> str:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        reason = f"not valid UTF-8 (byte offset {exc.start})"
+        reason = f"not valid UTF-8 (byte offset {exc.start}); {_DAMAGED_FILE}"
         raise DatasetError(reason, path=path, line=line) from None
     if not text.strip():
         raise DatasetError("empty file", path=path)
@@ -352,7 +378,8 @@ def _read_json(text: str, path: str) -> list[_Row]:
             items = json.loads(text)
         except (ValueError, RecursionError) as exc:
             line = getattr(exc, "lineno", None)
-            raise DatasetError(f"invalid JSON ({exc})", path=path, line=line) from None
+            reason = f"invalid JSON ({exc}); {_DAMAGED_FILE}"
+            raise DatasetError(reason, path=path, line=line) from None
         return [_Row(i, None, item) for i, item in enumerate(items, start=1)]
     return _read_json_lines(text, path)
 
@@ -366,15 +393,24 @@ def _read_json_lines(text: str, path: str) -> list[_Row]:
         try:
             data = json.loads(line)
         except (ValueError, RecursionError) as exc:
-            reason = f"invalid or truncated JSON line ({exc})"
+            reason = f"invalid or truncated JSON line ({exc}); {_DAMAGED_FILE}"
             raise DatasetError(reason, path=path, line=line_no) from None
         rows.append(_Row(len(rows) + 1, line_no, data))
     return rows
 
 
 def _read_csv(text: str, path: str) -> tuple[list[_Row], list[str]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    """Rows of a CSV file, read strictly (RFC 4180 quoting).
+
+    A quoted field may span lines (real XSTest completions and Do-Not-Answer answers do). A quote
+    opens a field and closes it only when followed by a comma, the end of the line or the end of
+    the file (a quote inside quoted text is doubled). A field that breaks this, or a quote still
+    open at the end of the file, is an error naming the line where that field's quote opened: a
+    lenient reader would take the rows after a lone quote into the field and carry on.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[_Row] = []
+    line_before = 0
     try:
         header = next(reader)
         line_before = reader.line_num
@@ -384,8 +420,40 @@ def _read_csv(text: str, path: str) -> tuple[list[_Row], list[str]]:
                 continue
             rows.append(_Row(len(rows) + 1, start, _csv_record(header, values)))
     except csv.Error as exc:
-        raise DatasetError(f"malformed CSV ({exc})", path=path, line=reader.line_num) from None
+        lines = io.StringIO(text, newline="").readlines()[line_before : reader.line_num]
+        opened = _open_quote_line(lines, first=line_before + 1)
+        if opened is None:
+            reason = f"malformed CSV ({exc}); {_DAMAGED_FILE}"
+            raise DatasetError(reason, path=path, line=reader.line_num) from None
+        reason = (
+            "malformed CSV: the quoted field opened on this line does not close properly "
+            f"(line {reader.line_num}: {exc}); close the quote, and double any quote inside it; "
+            + _DAMAGED_FILE
+        )
+        raise DatasetError(reason, path=path, line=opened) from None
     return rows, header
+
+
+def _open_quote_line(lines: Sequence[str], first: int) -> int | None:
+    """The line (numbered from `first`) where the quoted field that strict CSV reading rejects
+    opened, scanning one record's lines; None when the record has no bad quote."""
+    quoted, at_field_start, opened = False, True, None
+    for number, line in enumerate(lines, start=first):
+        i = 0
+        while i < len(line):
+            char = line[i]
+            if quoted and char == '"' and line[i + 1 : i + 2] == '"':
+                i += 2  # a doubled quote inside quoted text
+                continue
+            if quoted and char == '"':
+                quoted = False
+                if line[i + 1 : i + 2] not in (",", "\r", "\n", ""):
+                    return opened  # closed, then more text: the quote closed was a later one
+            elif char == '"' and at_field_start:
+                quoted, opened = True, number
+            at_field_start = not quoted and char in ",\r\n"
+            i += 1
+    return opened if quoted else None
 
 
 def _csv_record(header: list[str], values: list[str]) -> dict[str, str] | _Malformed:
@@ -552,6 +620,7 @@ def _validate(spec: _Spec[T], table: _Table, on_bad_rows: OnBadRows) -> LoadedDa
     _check_columns(table, spec.required)
     records: list[T] = []
     errors: list[DatasetError] = []
+    rows_of_id: dict[str, list[_Row]] = {}
     n_filtered = 0
     for row in table.rows:
         try:
@@ -563,10 +632,33 @@ def _validate(spec: _Spec[T], table: _Table, on_bad_rows: OnBadRows) -> LoadedDa
             continue
         if record is None:
             n_filtered += 1
-        else:
-            records.append(record)
+            continue
+        rows = rows_of_id.setdefault(spec.record_id(record), [])
+        rows.append(row)
+        if len(rows) == 2 and on_bad_rows == "raise":
+            raise _shared_id_error(spec, table, spec.record_id(record), row, rows[0])
+        records.append(record)
+    shared = {key: rows for key, rows in rows_of_id.items() if len(rows) > 1}
+    if shared:  # skip mode: neither row of a shared id can be trusted, so every one is skipped
+        records = [record for record in records if spec.record_id(record) not in shared]
+        errors += [
+            _shared_id_error(spec, table, key, row, next(r for r in rows if r is not row))
+            for key, rows in shared.items()
+            for row in rows
+        ]
+        errors.sort(key=lambda error: error.row or 0)
     _report_skipped(errors, table)
     return LoadedDataset(tuple(records), table.source, len(table.rows), len(errors), n_filtered)
+
+
+def _shared_id_error(
+    spec: _Spec[Any], table: _Table, record_id: str, row: _Row, other: _Row
+) -> DatasetError:
+    """A row whose record id another row has: evaluation keys prompts, labels and responses by
+    id, so one of the two would silently stand for both."""
+    where = f"row {other.row}" + (f" (line {other.line})" if other.line is not None else "")
+    reason = f"id {record_id!r} is also the id of {where}; ids must be unique within a dataset"
+    return DatasetError(reason, path=table.source, row=row.row, field=spec.id_column, line=row.line)
 
 
 def _report_skipped(errors: Sequence[DatasetError], table: _Table) -> None:
@@ -620,13 +712,18 @@ _PKU = _Spec(
         "safer_response_id",
     ),
     _parse_pku,
+    record_id=attrgetter("pair_id"),
 )
 _HH = _Spec("hh_red_team", ("transcript",), _parse_hh, {"data_dir": "red-team-attempts"})
-_DNA = _Spec("do_not_answer", ("id", "risk_area", "question"), _parse_do_not_answer)
+_DNA = _Spec("do_not_answer", ("id", "risk_area", "question"), _parse_do_not_answer, id_column="id")
 _SALAD = _Spec(
-    "salad_base", ("qid", "question", "1-category"), _parse_salad_base, {"name": "base_set"}
+    "salad_base",
+    ("qid", "question", "1-category"),
+    _parse_salad_base,
+    {"name": "base_set"},
+    id_column="qid",
 )
-_XSTEST = _Spec("xstest", ("prompt", "type", "label"), _parse_xstest)
+_XSTEST = _Spec("xstest", ("prompt", "type", "label"), _parse_xstest, id_column="id")
 
 
 def load_pku_saferlhf(
@@ -673,7 +770,8 @@ def load_do_not_answer(
     """Do-Not-Answer (``LibrAI/do-not-answer``).
 
     Schema: ``id, risk_area, types_of_harm, specific_harms, question``; uses ``id``,
-    ``question`` and ``risk_area`` (-> ``category``). ``prompt_id`` is ``do_not_answer-<id>``.
+    ``question`` and ``risk_area`` (-> ``category``). ``prompt_id`` is ``do_not_answer-<id>``;
+    a repeated ``id`` is a bad row.
     """
     return _load(_DNA, source, split, on_bad_rows, revision)
 
@@ -688,7 +786,8 @@ def load_salad_base(
     """Salad-Bench base set (``OpenSafetyLab/Salad-Data``, config ``base_set``).
 
     Schema: ``qid, question, source, 1-category, 2-category, 3-category``; uses ``qid``,
-    ``question`` and ``1-category`` (-> ``category``). ``prompt_id`` is ``salad_base-<qid>``.
+    ``question`` and ``1-category`` (-> ``category``). ``prompt_id`` is ``salad_base-<qid>``;
+    a repeated ``qid`` is a bad row.
     """
     return _load(_SALAD, source, split, on_bad_rows, revision)
 
@@ -704,7 +803,8 @@ def load_xstest(
 
     Schema: ``id, prompt, type, label, focus, note`` with ``label`` in {safe, unsafe};
     ``type`` -> ``category``. ``id`` may be absent (some hub copies), then the row number
-    stands in. ``prompt_id`` is ``xstest-<id>``.
+    stands in. ``prompt_id`` is ``xstest-<id>``; a repeated id (one a row number may stand in for
+    too) is a bad row, since Fig 4 counts each id's label once.
     """
     return _load(_XSTEST, source, split, on_bad_rows, revision)
 
@@ -808,17 +908,80 @@ def configured_prompt_sets(data_params) -> dict[str, Any]:
     return {name: getattr(data_params, name) for name in names if getattr(data_params, name)}
 
 
+@dataclass(frozen=True)
+class DataInputs:
+    """Notebook 00's inputs: the pairs, their split by prompt, and the evaluation prompt sets."""
+
+    pairs: LoadedDataset[PreferencePair]
+    train_pairs: list[PreferencePair]
+    test_pairs: list[PreferencePair]
+    prompt_sets: dict[str, LoadedDataset[EvalPrompt]]
+
+
+def load_data_inputs(data_params, *, seed: int) -> DataInputs:
+    """Load and check every dataset a `params.DataParams` names, and split the pairs by prompt.
+
+    Nothing is written here: a caller that writes only after this returns never leaves new files
+    of one dataset beside the previous run's files of another when a later file is bad.
+    """
+    on_bad_rows = data_params.on_bad_rows
+    pairs = load_configured(data_params.pairs, on_bad_rows=on_bad_rows, seed=seed)
+    train, test = split_by_prompt(pairs.records, test_fraction=data_params.test_fraction, seed=seed)
+    check_usable_pairs(pairs, train, test, data_params)
+    prompt_sets = {
+        name: load_configured(spec, on_bad_rows=on_bad_rows, seed=seed)
+        for name, spec in configured_prompt_sets(data_params).items()
+    }
+    return DataInputs(pairs, train, test, prompt_sets)
+
+
+def check_usable_pairs(
+    pairs: LoadedDataset[PreferencePair],
+    train: Sequence[PreferencePair],
+    test: Sequence[PreferencePair],
+    data_params,
+) -> None:
+    """Raise a `DatasetError` naming the file and the step that left the training or the test
+    side without pairs: the one-safe filter, the ``max_rows`` cap or the split by prompt."""
+    if train and test:
+        return
+    n_valid = pairs.n_rows - pairs.n_skipped
+    if not pairs.records:
+        reason = (
+            f"no usable pairs: all {n_valid} valid rows have both or neither response safe, and "
+            "the one-safe filter keeps only pairs with exactly one safe response"
+        )
+        raise DatasetError(reason, path=pairs.source)
+    n_prompts = len({normalise_prompt(pair.prompt) for pair in pairs.records})
+    capped = (
+        f"data.pairs.max_rows = {data_params.pairs.max_rows} kept {len(pairs.records)} of "
+        f"{len(pairs.records) + pairs.n_capped} usable pairs; "
+        if pairs.n_capped
+        else ""
+    )
+    reason = (
+        f"{capped}{len(pairs.records)} usable pairs with {n_prompts} distinct prompt(s) leave the "
+        f"{'test' if train else 'training'} side of the split by prompt "
+        f"(data.test_fraction = {data_params.test_fraction}) empty; it needs pairs of at least "
+        "two distinct prompts"
+    )
+    raise DatasetError(reason, path=pairs.source)
+
+
 __all__ = [
     "LOADERS",
     "DatasetError",
+    "DataInputs",
     "EvalPrompt",
     "LabeledResponse",
     "LoadedDataset",
     "OnBadRows",
     "PreferencePair",
+    "check_usable_pairs",
     "configured_prompt_sets",
     "first_human_turn",
     "load_configured",
+    "load_data_inputs",
     "load_do_not_answer",
     "load_hh_red_team",
     "load_pku_saferlhf",
@@ -855,7 +1018,7 @@ def _choices(data: Mapping[str, Any], name: str, count: int) -> tuple[str, ...]:
         raise _RowError(name, f"expected a list of {count} answer texts, got {value!r:.60}")
     if not all(isinstance(choice, str) and choice.strip() for choice in value):
         raise _RowError(name, f"every choice must be non-empty text, got {value!r:.60}")
-    return tuple(choice.strip() for choice in value)
+    return tuple(_unicode(choice.strip(), name) for choice in value)
 
 
 def _parse_mmlu(data: Mapping[str, Any], row: int, text_cells: bool) -> MmluQuestion:
@@ -867,13 +1030,20 @@ def _parse_mmlu(data: Mapping[str, Any], row: int, text_cells: bool) -> MmluQues
 
 
 def _parse_alpaca_eval(data: Mapping[str, Any], row: int, text_cells: bool) -> EvalPrompt:
-    category = data.get("dataset") if isinstance(data.get("dataset"), str) else None
+    dataset = data.get("dataset")
+    category = _unicode(dataset, "dataset") if isinstance(dataset, str) else None
     return EvalPrompt(
         f"alpaca_eval-{row}", _text(data, "instruction"), "alpaca_eval", category, None
     )
 
 
-_MMLU = _Spec("mmlu", ("question", "subject", "choices", "answer"), _parse_mmlu, {"name": "all"})
+_MMLU = _Spec(
+    "mmlu",
+    ("question", "subject", "choices", "answer"),
+    _parse_mmlu,
+    {"name": "all"},
+    record_id=attrgetter("question_id"),
+)
 # `datasets` >= 4 refuses tatsu-lab/alpaca_eval's loading script (alpaca_eval.py), so the file
 # that script's `alpaca_eval` configuration reads (its `eval` split) is read directly.
 _ALPACA_EVAL = _Spec(

@@ -234,7 +234,8 @@ def states_cache_key(
 
 
 def _read_cached(path: Path, key: str, shape: tuple[int, int, int]) -> torch.Tensor | None:
-    """The cached tensor if the file is intact and matches key and shape, else None."""
+    """The cached tensor if the file is intact, matches key and shape and holds only finite
+    values (a NaN or inf payload under an intact header is as corrupt as a cut-off file), else None."""
     if not path.exists():
         return None
     try:
@@ -247,6 +248,9 @@ def _read_cached(path: Path, key: str, shape: tuple[int, int, int]) -> torch.Ten
         return None
     if metadata.get("key") != key or states is None or tuple(states.shape) != shape:
         log.warning("hidden-state cache %s is stale; recomputing", path)
+        return None
+    if not torch.isfinite(states).all():
+        log.warning("hidden-state cache %s holds NaN or inf values; recomputing", path)
         return None
     return states.float()
 
@@ -272,7 +276,7 @@ def cached_hidden_states(
     """`extract_hidden_states`, cached on disk as float16 safetensors keyed by `states_cache_key`.
 
     A second call with the same inputs loads the file without touching the model; a stale, truncated
-    or corrupt file is recomputed and replaced (written atomically).
+    or corrupt file, or one holding NaN or inf, is recomputed and replaced (written atomically).
     """
     key = states_cache_key(model_fingerprint, texts, layers, max_length)
     path = Path(cache_dir) / f"states-{key[:24]}.safetensors"
@@ -289,10 +293,17 @@ def cached_hidden_states(
         batch_size=batch_size,
         progress=progress,
     )
+    stored = states.to(torch.float16).contiguous()
+    if not torch.isfinite(stored).all():  # such a file would be refused on every load
+        peak = states.nan_to_num(nan=0.0).abs().max().item()
+        raise ValueError(
+            f"{path}: hidden states hold NaN or values beyond the float16 cache's range (largest"
+            f" magnitude {peak:.3g}); check the model's weights or choose other extraction.layers"
+        )
     with atomic_path(path) as tmp:
-        save_file({"states": states.to(torch.float16).contiguous()}, tmp, metadata={"key": key})
+        save_file({"states": stored}, tmp, metadata={"key": key})
     # Return what the cache holds, so the first run and every rerun see the same numbers.
-    return CachedStates(states.to(torch.float16).float(), path, key)
+    return CachedStates(stored.float(), path, key)
 
 
 def read_cached_states(path: str | Path, key: str, shape: tuple[int, int, int]) -> torch.Tensor:

@@ -1,8 +1,11 @@
 """Run parameters: one YAML file per profile, loaded into frozen dataclasses.
 
 Every value a notebook uses lives in `params/<profile>.yaml`. Loading validates the whole file at
-once: an unknown key, a value of the wrong type, a missing required key or an out-of-range value is a
-`ParamsError` that names the file and the dotted key. YAML is read with the safe loader only.
+once: an unknown key, a value of the wrong type, a missing required key, an out-of-range or
+non-finite value, a key set twice is a `ParamsError` that names the file (with `extends:`, the one
+that sets the key) and the dotted key. YAML is read with the safe loader only; a float field also
+takes YAML 1.2's `1e-1`. A params file is at most 1 MiB and holds at most a million values once its
+aliases are expanded; an error message quotes at most a short prefix of any value.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from repsafe_lib.datasets import OnBadRows
+from repsafe_lib.datasets import LOADERS, OnBadRows
 from repsafe_lib.paths import repo_root
 
 DEFAULT_PARAMS_FILE = "params/smol.yaml"
@@ -30,12 +36,49 @@ DtypeName = Literal["float32", "bfloat16", "float16"]
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 
 
+MAX_KEY_CHARS = 120
+MAX_PROBLEM_CHARS = 300
+MAX_VALUE_CHARS = 80
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ParamsError(ValueError):
-    """A params file that cannot be used; the message names the file and the key."""
+    """A params file that cannot be used; the message names the file and the key.
+
+    Key and problem are cut to a few hundred characters, so that a huge value in a file (quoted by
+    a check) never makes a huge message."""
 
     def __init__(self, path: str | Path, key: str, problem: str):
-        self.path, self.key = str(path), key
+        key, problem = _shortened(key, MAX_KEY_CHARS), _shortened(problem, MAX_PROBLEM_CHARS)
+        self.path, self.key, self.problem = str(path), key, problem
         super().__init__(f"{path}: key '{key}': {problem}" if key else f"{path}: {problem}")
+
+
+def _limited_repr() -> reprlib.Repr:
+    limited = reprlib.Repr()
+    limited.maxlevel, limited.maxlist, limited.maxdict = 3, 6, 4
+    limited.maxstring = limited.maxother = MAX_VALUE_CHARS
+    return limited
+
+
+_LIMITED_REPR = _limited_repr()
+
+
+def shown(value: Any) -> str:
+    """`repr(value)` cut to `MAX_VALUE_CHARS`, built without the repr of a whole huge value."""
+    return _shortened(_LIMITED_REPR.repr(value), MAX_VALUE_CHARS)
+
+
+class FieldError(ValueError):
+    """A dataclass check about one field: the `ParamsError` names that field's dotted key, not
+    its section's."""
+
+    def __init__(self, field_name: str, problem: str):
+        self.field_name = field_name
+        super().__init__(problem)
 
 
 def _positive(value: float, name: str) -> None:
@@ -77,10 +120,23 @@ class TinyModelParams:
             raise ValueError("verdicts: a causal LM's two possible answers, e.g. [safe, unsafe]")
         if self.architecture == "deberta-v2" and not self.scalar_head:
             raise ValueError("a tiny deberta-v2 is a reward model: set scalar_head: true")
-        for name in ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads"):
-            _positive(getattr(self, name), name)
+        sizes = ("num_layers", "hidden_size", "intermediate_size", "num_attention_heads")
+        for name in (*sizes, "num_key_value_heads", "max_position_embeddings"):
+            if getattr(self, name) <= 0:
+                raise FieldError(name, f"must be > 0, got {getattr(self, name)}")
+        # Each attention head takes hidden_size / heads dimensions; grouped-query attention shares
+        # each key/value head among heads / kv_heads query heads.
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError("hidden_size must be divisible by num_attention_heads")
+            raise FieldError(
+                "num_attention_heads",
+                f"{self.num_attention_heads} must divide hidden_size {self.hidden_size}",
+            )
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise FieldError(
+                "num_key_value_heads",
+                f"{self.num_key_value_heads} must divide num_attention_heads"
+                f" {self.num_attention_heads}",
+            )
 
 
 @dataclass(frozen=True)
@@ -126,6 +182,9 @@ class DatasetParams:
     max_rows: int | None = None
 
     def __post_init__(self) -> None:
+        if self.loader not in LOADERS:
+            problem = f"unknown loader {shown(self.loader)} (known: {', '.join(LOADERS)})"
+            raise FieldError("loader", problem)
         if self.max_rows is not None:
             _positive(self.max_rows, "max_rows")
 
@@ -514,6 +573,11 @@ class ComputeParams:
                 )
 
 
+# A profile names the folder outputs/<profile>/: one plain path component.
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+
+
 @dataclass(frozen=True)
 class Params:
     profile: str
@@ -530,6 +594,17 @@ class Params:
     compute: ComputeParams = field(default_factory=ComputeParams)
     source_file: str = field(default="", compare=False)
 
+    def __post_init__(self) -> None:
+        if not PROFILE_NAME.fullmatch(self.profile) or ".." in self.profile:
+            raise FieldError(
+                "profile",
+                "must be a plain name of at most 64 letters, digits, '.', '_' or '-', starting"
+                f" with a letter or digit, without '..' (it names outputs/<profile>/),"
+                f" got {shown(self.profile)}",
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise FieldError("seed", f"must lie in 0..{MAX_SEED} (2**32 - 1), got {self.seed}")
+
     def fingerprint(self) -> str:
         """Short hash of every value, for manifests and cache keys."""
         values = dataclasses.asdict(self)
@@ -544,35 +619,51 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# YAML 1.1 reads a float without a dot (`1e-1`, `2E+3`) as a string; where a float is expected it
+# is read as the number it is in YAML 1.2. A string field such as a revision keeps its text.
+SCIENTIFIC_NOTATION = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
 def _convert(value: Any, tp: Any, key: str, path: Path) -> Any:
     """Check `value` against the annotation `tp` and build nested dataclasses."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # `T | None`: T's own error says most
+            return _convert(value, options[0], key, path)
         errors = []
-        for option in (a for a in args if a is not type(None)):
+        for option in options:
             try:
                 return _convert(value, option, key, path)
             except ParamsError as error:
                 errors.append(_type_name(option))
                 if dataclasses.is_dataclass(option):
                     raise error
-        raise ParamsError(path, key, f"expected {' or '.join(errors)}, got {value!r}")
+        raise ParamsError(path, key, f"expected {' or '.join(errors)}, got {shown(value)}")
     if origin is Literal:
         if value in args:
             return value
-        raise ParamsError(path, key, f"must be one of {', '.join(map(repr, args))}, got {value!r}")
+        choices = ", ".join(map(repr, args))
+        raise ParamsError(path, key, f"must be one of {choices}, got {shown(value)}")
     if origin is tuple:
         if not isinstance(value, list):
-            raise ParamsError(path, key, f"expected a list, got {value!r}")
+            raise ParamsError(path, key, f"expected a list, got {shown(value)}")
         return tuple(_convert(v, args[0], f"{key}[{i}]", path) for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key, path)
+    if tp is float and isinstance(value, str) and SCIENTIFIC_NOTATION.fullmatch(value):
+        value = float(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf if value > 0 else -math.inf
     if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
-        raise ParamsError(path, key, f"expected {_type_name(tp)}, got {value!r}")
+        raise ParamsError(path, key, f"expected {_type_name(tp)}, got {shown(value)}")
+    if tp is float and not math.isfinite(value):
+        raise ParamsError(path, key, f"expected a finite number, got {shown(value)}")
     return value
 
 
@@ -590,7 +681,7 @@ REPLACED_KEYS = {
 
 def _build(cls: type, raw: Any, prefix: str, path: Path) -> Any:
     if not isinstance(raw, dict):
-        raise ParamsError(path, prefix, f"expected a mapping, got {raw!r}")
+        raise ParamsError(path, prefix, f"expected a mapping, got {shown(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source_file"}
     dotted = (lambda name: f"{prefix}.{name}") if prefix else (lambda name: name)
@@ -611,20 +702,108 @@ def _build(cls: type, raw: Any, prefix: str, path: Path) -> Any:
         values[name] = _convert(raw[name], hints[name], dotted(name), path)
     try:
         return cls(**values)
+    except FieldError as error:
+        raise ParamsError(path, dotted(error.field_name), str(error)) from None
     except ValueError as error:
         raise ParamsError(path, prefix or "(top level)", str(error)) from None
 
 
 EXTENDS_KEY = "extends"
+MAX_PARAMS_BYTES = 2**20
+MAX_NESTING = 16  # levels of mappings and lists; the profiles use five
+# Values once aliases are expanded; a file of MAX_PARAMS_BYTES without aliases has fewer.
+MAX_VALUES = 1_000_000
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+# libyaml's safe loader where PyYAML was built with it (several times faster), else PyYAML's own.
+SafeYamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_nodes(
+    node: yaml.Node, key: str, path: Path, shapes: dict[int, tuple[int, int] | None], depth: int = 0
+) -> tuple[int, int]:
+    """The number of values in `node` once its aliases are expanded, and how deep it nests; a key
+    set twice, a value that contains itself, too many values or too deep a nesting is an error
+    naming the dotted key.
+
+    It reads the composed node tree, before any value is built. An alias is the anchored node met
+    again, so its size is known from the first meeting: an alias bomb is refused without being
+    expanded.
+    """
+    line = node.start_mark.line + 1
+    if id(node) in shapes:  # an alias
+        shape = shapes[id(node)]
+        if shape is None:
+            raise ParamsError(path, key, f"an alias inside the value it names (line {line})")
+        if depth + shape[1] > MAX_NESTING:
+            raise ParamsError(path, key, f"line {line}: nested deeper than {MAX_NESTING} levels")
+        return shape
+    if depth > MAX_NESTING:
+        raise ParamsError(path, key, f"line {line}: nested deeper than {MAX_NESTING} levels")
+    shapes[id(node)] = None
+    children: list[tuple[yaml.Node, str]] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = [(item, f"{key}[{index}]") for index, item in enumerate(node.value)]
+    elif isinstance(node, yaml.MappingNode):
+        first_lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            dotted = f"{key}.{name}" if key else name
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != MERGE_TAG:
+                identity, key_line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+                if identity in first_lines:
+                    problem = f"set twice, at lines {first_lines[identity]} and {key_line}"
+                    raise ParamsError(path, dotted, problem + ": keep one")
+                first_lines[identity] = key_line
+            children += [(key_node, dotted), (value_node, dotted)]
+    size, height = 1, 0
+    for child, child_key in children:
+        child_size, child_height = _check_nodes(child, child_key, path, shapes, depth + 1)
+        size, height = size + child_size, max(height, child_height + 1)
+        if size > MAX_VALUES:
+            problem = f"more than {MAX_VALUES} values once its YAML aliases are expanded"
+            raise ParamsError(path, key, f"line {line}: {problem}")
+    shapes[id(node)] = (size, height)
+    return size, height
+
+
+def _yaml_problem(error: yaml.MarkedYAMLError) -> str:
+    """A YAML error on one line: where and what, without the parser's quote of the text."""
+    mark = error.problem_mark or error.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    what = ", ".join(part for part in (error.context, error.problem) if part)
+    return f"not valid YAML{where}: {' '.join(what.split())}"
 
 
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ParamsError(path, "", "params file not found")
+    with path.open("rb") as stream:
+        data = stream.read(MAX_PARAMS_BYTES + 1)
+    if len(data) > MAX_PARAMS_BYTES:
+        problem = f"larger than {MAX_PARAMS_BYTES} bytes (1 MiB), the most a params file may be"
+        raise ParamsError(path, "", problem)
+    loader = None
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = SafeYamlLoader(data.decode("utf-8"))
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, "", path, {})
+        return loader.construct_document(node)
+    except ParamsError:
+        raise
+    except yaml.MarkedYAMLError as error:
+        raise ParamsError(path, "", _yaml_problem(error)) from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ParamsError(path, "", f"not valid YAML: {error}") from None
+        raise ParamsError(path, "", f"not valid YAML: {' '.join(str(error).split())}") from None
+    except RecursionError:
+        raise ParamsError(path, "", f"nested deeper than {MAX_NESTING} levels") from None
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise ParamsError(path, "", f"a value YAML cannot read: {error}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def merge_overlay(base: dict, overlay: dict) -> dict:
@@ -639,35 +818,79 @@ def merge_overlay(base: dict, overlay: dict) -> dict:
     return merged
 
 
-def raw_params(path: Path, _seen: tuple[Path, ...] = ()) -> Any:
-    """The YAML mapping of `path` with its `extends:` chain resolved (the named file, relative to
-    this one's folder, is read first and this file's keys laid over it)."""
+def _extends_chain(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[Path, Any]]:
+    """Each file's YAML (without its `extends:`) from `path` to the root of its `extends:` chain;
+    the named file is relative to the folder of the file that names it."""
     raw = _read_yaml(path)
     if not isinstance(raw, dict) or EXTENDS_KEY not in raw:
-        return raw
+        return [(path, raw)]
     raw = dict(raw)
     parent_name = raw.pop(EXTENDS_KEY)
     if not isinstance(parent_name, str) or not parent_name:
-        raise ParamsError(path, EXTENDS_KEY, f"expected a params file name, got {parent_name!r}")
+        problem = f"expected a params file name, got {shown(parent_name)}"
+        raise ParamsError(path, EXTENDS_KEY, problem)
     parent = (path.parent / parent_name).resolve()
     if parent in (*_seen, path.resolve()):
         raise ParamsError(path, EXTENDS_KEY, f"{parent_name} extends this file again (a cycle)")
     if not parent.is_file():
         raise ParamsError(path, EXTENDS_KEY, f"no params file {parent}")
-    base = raw_params(parent, (*_seen, path.resolve()))
-    if not isinstance(base, dict):
-        raise ParamsError(parent, "", f"expected a mapping, got {base!r}")
-    return merge_overlay(base, raw)
+    chain = _extends_chain(parent, (*_seen, path.resolve()))
+    if not isinstance(chain[0][1], dict):
+        raise ParamsError(parent, "", f"expected a mapping, got {shown(chain[0][1])}")
+    return [(path, raw), *chain]
+
+
+def _resolved(chain: list[tuple[Path, Any]]) -> Any:
+    merged = chain[-1][1]
+    for _, raw in reversed(chain[:-1]):
+        merged = merge_overlay(merged, raw)
+    return merged
+
+
+def raw_params(path: Path) -> Any:
+    """The YAML mapping of `path` with its `extends:` chain resolved (the named file, relative to
+    this one's folder, is read first and this file's keys laid over it)."""
+    return _resolved(_extends_chain(path))
+
+
+def _sets(raw: dict, key: str) -> bool:
+    """Whether the mapping `raw` sets the dotted `key` (`a.b`, `a.b[0]`) or replaces a value above
+    it (a list or a scalar where the key's section would be)."""
+    for name, value in raw.items():
+        name = str(name)
+        if key == name:
+            return True
+        if not key.startswith(name) or key[len(name)] not in ".[":
+            continue
+        below = key[len(name) + 1 :]
+        if key[len(name)] == "[" or not isinstance(value, dict) or _sets(value, below):
+            return True
+    return False
+
+
+def _file_setting(key: str, chain: list[tuple[Path, Any]]) -> Path:
+    """The file of an `extends:` chain whose value of `key` the merged params hold (the first
+    file, the one loaded, for a key no file sets)."""
+    setting = (path for path, raw in chain if isinstance(raw, dict) and _sets(raw, key))
+    return next(setting, chain[0][0])
 
 
 def load_params(path: str | Path) -> Params:
     """Read and validate a params YAML file (relative paths resolve from the repository root).
 
-    A file may start from another with `extends: other.yaml` and set only what differs."""
+    A file may start from another with `extends: other.yaml` and set only what differs; an error
+    names the file of the chain that sets the key."""
     path = Path(path)
     if not path.is_absolute() and not path.exists():
         path = repo_root() / path
-    params = _build(Params, raw_params(path), "", path)
+    chain = _extends_chain(path)
+    try:
+        params = _build(Params, _resolved(chain), "", path)
+    except ParamsError as error:
+        owner = _file_setting(error.key, chain)
+        if owner == path:
+            raise
+        raise ParamsError(owner, error.key, error.problem) from None
     return dataclasses.replace(params, source_file=str(path))
 
 

@@ -48,9 +48,19 @@ def resolve_data_source(source: str) -> str:
 
     `<path>` is a file in `repsafe_lib/data/` or a folder under it, e.g. `demo:hub/cais/mmlu`: a
     local copy of a hub repository in its published layout, which the loaders read like the hub id.
+    A `demo:` path that resolves outside that folder (`demo:../x`, `demo:/etc/passwd`) is a
+    `DatasetError` naming the source: `demo:` promises the suite's own bundled files.
     """
     if source.startswith("demo:"):
-        return str(bundled_data_dir() / source.removeprefix("demo:"))
+        data_dir = bundled_data_dir()
+        path = data_dir / source.removeprefix("demo:")
+        resolved, inside = path.resolve(), data_dir.resolve()
+        if resolved == inside or not resolved.is_relative_to(inside):
+            from repsafe_lib.datasets import DatasetError  # lazy: datasets imports this module
+
+            reason = f"demo: names a file or folder inside {inside}; this resolves to {resolved}"
+            raise DatasetError(reason, path=source)
+        return str(path)
     candidate = repo_root() / source
     if not Path(source).is_absolute() and candidate.exists():
         return str(candidate)

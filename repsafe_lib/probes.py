@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -29,7 +30,14 @@ from sklearn.model_selection import GroupKFold
 from sklearn.svm import LinearSVC
 from tqdm.auto import tqdm
 
-from repsafe_lib.artifacts import Saved, atomic_path, read_json, write_json
+from repsafe_lib.artifacts import (
+    Saved,
+    atomic_path,
+    corrupt_artifact,
+    read_json,
+    require_artifact,
+    write_json,
+)
 from repsafe_lib.datasets import split_by_prompt
 
 METRICS = ("precision_unsafe", "recall_unsafe", "accuracy", "auroc")
@@ -385,11 +393,29 @@ class ProbeSet:
     train_scores: np.ndarray  # [n_train, L] out-of-fold margins of split.train_rows
 
 
+PROBE_TENSORS = ("mean", "scale", "weight", "bias", "c")
+
+
+def _read_probe_tensors(path: Path, split_indices: Sequence[int]) -> dict[str, np.ndarray]:
+    """The tensors `save_probe_sets` wrote; a file that isn't them is an error naming it."""
+    require_artifact(path, producer="02_probes")
+    try:
+        tensors = {k: v.numpy() for k, v in load_file(path).items()}
+    except (SafetensorError, OSError) as error:
+        problem = f"not a safetensors file ({error})"
+        raise corrupt_artifact(path, problem, producer="02_probes") from None
+    expected = {*PROBE_TENSORS, *(f"train_scores_{i}" for i in split_indices)}
+    if missing := sorted(expected - set(tensors)):
+        raise corrupt_artifact(path, f"tensors {missing} missing", producer="02_probes")
+    return tensors
+
+
 def load_probe_sets(path_stem) -> tuple[list[int], list[ProbeSet]]:
     """The layers and every split's `ProbeSet`, as `save_probe_sets` wrote them."""
     stem = Path(path_stem)
     index = read_json(stem.with_suffix(".json"), producer="02_probes")
-    tensors = {k: v.numpy() for k, v in load_file(stem.with_suffix(".safetensors")).items()}
+    split_indices = [split["index"] for split in index["splits"]]
+    tensors = _read_probe_tensors(stem.with_suffix(".safetensors"), split_indices)
     sets = []
     for k, split in enumerate(index["splits"]):
         probe_split = ProbeSplit(

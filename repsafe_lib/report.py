@@ -2,8 +2,9 @@
 `python -m repsafe_lib.report --params FILE` (`make report`) writes `outputs/<profile>/report/index.html`.
 
 It only reads artifacts (nothing is rerun), so it takes seconds and shows "not yet run" for the
-parts whose notebooks have not run. Figures are embedded as PNG data, so the page can be mailed
-or archived alone; the links to the source files and executed notebooks are relative.
+parts whose notebooks have not run, and "unreadable: <file>: <why>" for a manifest or
+`run_times.json` it can't parse. Figures are embedded as PNG data, so the page can be mailed or
+archived alone; the links to the source files and executed notebooks are relative.
 """
 
 from __future__ import annotations
@@ -81,16 +82,58 @@ def item_html(item: results.Item) -> str:
     return "\n".join(parts)
 
 
+UNREADABLE = "unreadable"  # the key a manifest that can't be parsed is replaced by
+
+
+def _json_object(path: Path) -> dict:
+    """The JSON object in `path`; anything else is a ValueError naming the file and the fault."""
+    try:
+        value = json.loads(path.read_bytes())
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def _manifests(outputs: Path) -> dict[str, dict]:
+    """Each notebook's manifest; one that can't be parsed is `{UNREADABLE: why}`."""
     found = {}
     for path in sorted(outputs.glob("*/manifest.json")):
-        found[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            found[path.parent.name] = _json_object(path)
+        except (OSError, ValueError) as error:
+            found[path.parent.name] = {UNREADABLE: f"{error}; rerun notebook {path.parent.name}"}
     return found
 
 
+def read_run_times(path: Path) -> dict[str, float]:
+    """`run_times.json` (notebook -> wall seconds, and "total"); {} when there is none. A file
+    that is not such a record is a ValueError naming it."""
+    if not path.is_file():
+        return {}
+    times = _json_object(path)
+    for name, seconds in times.items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"{path}: {name!r} is {seconds!r}, not a number of seconds")
+    return times
+
+
 def _run_times(outputs: Path) -> dict[str, float]:
-    path = outputs / "run_times.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    try:
+        return read_run_times(outputs / "run_times.json")
+    except ValueError:
+        return {}  # unreadable_html names the fault
+
+
+def unreadable_html(outputs: Path, manifests: dict[str, dict]) -> str:
+    """One line per run record the page could not parse, naming it, instead of a traceback."""
+    problems = [m[UNREADABLE] for m in manifests.values() if UNREADABLE in m]
+    try:
+        read_run_times(outputs / "run_times.json")
+    except ValueError as error:
+        problems.append(f"{error}; the next pipeline run starts a fresh record")
+    return "".join(f'<p class="missing">unreadable: {html.escape(p)}</p>' for p in problems)
 
 
 def notebooks_table(
@@ -107,7 +150,9 @@ def notebooks_table(
             {
                 "notebook": name,
                 "wall time (s)": times.get(name),
-                "git commit": (manifest.get("git_commit") or "–")[:10],
+                "git commit": UNREADABLE
+                if UNREADABLE in manifest
+                else (manifest.get("git_commit") or "–")[:10],
                 "seed": str(manifest.get("seed", "–")),
                 "executed copy": _link(f"executed/{name}.ipynb", "notebook")
                 if executed.is_file()
@@ -121,8 +166,9 @@ def notebooks_table(
 
 def run_html(outputs: Path, manifests: dict[str, dict], params, notebooks: list[str]) -> str:
     """The run: profile, params (file text and hash), versions, and per-notebook times."""
-    latest = manifests[max(manifests)] if manifests else {}
-    hashes = {m.get("params_hash") for m in manifests.values()}
+    readable = {name: m for name, m in manifests.items() if UNREADABLE not in m}
+    latest = readable[max(readable)] if readable else {}
+    hashes = {m.get("params_hash") for m in readable.values()}
     stale = hashes - {params.fingerprint()}
     warning = (
         '<p class="missing">Some notebooks ran with other params than the file below '
@@ -142,7 +188,8 @@ def run_html(outputs: Path, manifests: dict[str, dict], params, notebooks: list[
         f"<h2 id='run'>Run</h2><p>profile <b>{html.escape(params.profile)}</b>, seed {params.seed},"
         f" params hash {params.fingerprint()}; python {html.escape(latest.get('python', '–'))}"
         f" on {html.escape(latest.get('machine', '–'))}; {html.escape(versions)}</p>{warning}"
-        f"{table}<details><summary>params: {html.escape(params.source_file)}</summary>"
+        f"{unreadable_html(outputs, manifests)}{table}"
+        f"<details><summary>params: {html.escape(params.source_file)}</summary>"
         f"<pre>{html.escape(params_text)}</pre></details>"
     )
 
@@ -183,6 +230,12 @@ def build_report(params, notebooks: list[str] | None = None) -> Path:
     return write_text(outputs / REPORT_DIR / "index.html", report_html(outputs, params, notebooks))
 
 
+def _file_in_the_way(directory: Path) -> Path | None:
+    """`directory` or its nearest existing ancestor, when that is not a directory."""
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params/smol.yaml", help="params YAML file")
@@ -192,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as error:
         print(f"[repsafe] {error}", file=sys.stderr)
         return 2
+    if blocker := _file_in_the_way(profile_dir(params.profile)):
+        print(
+            f"[repsafe] nothing to report: {blocker} is a file, not a directory; move it away"
+            f" and run `make reproduce PROFILE={params.profile}`",
+            file=sys.stderr,
+        )
+        return 1
     if not profile_dir(params.profile).is_dir():
         print(
             f"[repsafe] nothing to report: {profile_dir(params.profile)} does not exist;"

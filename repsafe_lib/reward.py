@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from repsafe_lib.artifacts import atomic_path, write_json
+from repsafe_lib.artifacts import atomic_path, corrupt_artifact, write_json
 from repsafe_lib.losses import margin_bt_loss
 from repsafe_lib.probes import ProbeSet, ProbeSplit, evaluate_split, pair_rows
 
@@ -225,8 +225,9 @@ def save_hybrid_reward(reward: HybridReward, path_stem: str | Path) -> tuple[Pat
 
 
 def load_hybrid_reward(path_stem: str | Path) -> HybridReward:
-    """Load what `save_hybrid_reward` wrote. Any other file (a pickle, a `.pt`, a tensor file with
-    missing or misshapen tensors) is refused with an error naming it."""
+    """Load what `save_hybrid_reward` wrote. Any other file (a pickle, a `.pt`, a file cut off, a
+    tensor file with missing or misshapen tensors) is refused with a `CorruptArtifactError` naming
+    it and the notebook whose outputs directory holds it (the one to rerun)."""
     stem = Path(path_stem)
     if stem.suffix in (".safetensors", ".json"):
         stem = stem.with_suffix("")
@@ -243,22 +244,24 @@ def load_hybrid_reward(path_stem: str | Path) -> HybridReward:
             format=raw["format"],
         )
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{config_file}: not a hybrid reward config ({error})") from None
+        raise corrupt_artifact(config_file, f"not a hybrid reward config ({error})") from None
     if config.format != FORMAT:
-        raise ValueError(f"{config_file}: format {config.format!r}, expected {FORMAT!r}")
+        raise corrupt_artifact(config_file, f"format {config.format!r}, expected {FORMAT!r}")
     try:
         tensors = load_file(weights)
     except (SafetensorError, OSError) as error:
-        raise ValueError(f"{weights}: not a safetensors file ({error})") from None
+        raise corrupt_artifact(weights, f"not a safetensors file ({error})") from None
     reward = HybridReward(config)
     expected = {name: getattr(reward, name) for name in TENSOR_NAMES}
     if set(tensors) != set(expected):
-        raise ValueError(f"{weights}: tensors {sorted(tensors)}, expected {sorted(expected)}")
+        problem = f"tensors {sorted(tensors)}, expected {sorted(expected)}"
+        raise corrupt_artifact(weights, problem)
     for name, target in expected.items():
         if tensors[name].shape != target.shape or tensors[name].dtype != target.dtype:
-            raise ValueError(
-                f"{weights}: tensor '{name}' is {tensors[name].dtype} {list(tensors[name].shape)},"
-                f" expected {target.dtype} {list(target.shape)}"
+            raise corrupt_artifact(
+                weights,
+                f"tensor '{name}' is {tensors[name].dtype} {list(tensors[name].shape)},"
+                f" expected {target.dtype} {list(target.shape)}",
             )
         with torch.no_grad():
             target.copy_(tensors[name])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,13 +39,15 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from repsafe_lib.artifacts import write_json
+from repsafe_lib.artifacts import CorruptArtifactError, write_json
 from repsafe_lib.datasets import EvalPrompt
 from repsafe_lib.hidden_states import format_prompt, length_sorted_batches, pad_batch
 from repsafe_lib.records import read_records, write_records
 from repsafe_lib.seeding import stable_seed
 
 # Bump when the meaning of a cached response changes (prompt formatting, stopping, decoding).
+log = logging.getLogger(__name__)
+
 GENERATION_CONVENTION = "chat-template-or-dialogue/left-pad/stop-at-eos-or-next-turn/v2"
 
 
@@ -305,13 +308,17 @@ def generate_responses(
 
 
 def _generate(model, tokenizer, prompts, decoding: DecodingConfig, batch_size, progress):
-    rows = [(p, k) for p in prompts for k in range(decoding.num_samples)]
-    formatted = {p.prompt_id: format_prompt(tokenizer, p.prompt) for p in prompts}
-    seeds = [row_seed(decoding.seed, p.prompt_id, k) for p, k in rows]
+    # (prompt, formatted text, sample) by position: two prompts may share an id, never a row
+    rows = [
+        (p, format_prompt(tokenizer, p.prompt), k)
+        for p in prompts
+        for k in range(decoding.num_samples)
+    ]
+    seeds = [row_seed(decoding.seed, p.prompt_id, k) for p, _, k in rows]
     generations = generate_texts(
         model,
         tokenizer,
-        [formatted[p.prompt_id] for p, _ in rows],
+        [text for _, text, _ in rows],
         max_new_tokens=decoding.max_new_tokens,
         batch_size=batch_size,
         add_special_tokens=not tokenizer.chat_template,  # a chat template writes its own BOS
@@ -330,9 +337,9 @@ def _generate(model, tokenizer, prompts, decoding: DecodingConfig, batch_size, p
             finished=g.finished,
             empty=not g.text,
             seed=seed if decoding.do_sample else decoding.seed,
-            prompt_sha=_prompt_sha(formatted[p.prompt_id]),
+            prompt_sha=_prompt_sha(text),
         )
-        for (p, k), g, seed in zip(rows, generations, seeds, strict=True)
+        for (p, text, k), g, seed in zip(rows, generations, seeds, strict=True)
     ]
 
 
@@ -365,37 +372,52 @@ def cached_responses(
 ) -> list[ResponseRecord]:
     """Like `generate_responses`, but only the (prompt, sample) pairs not yet cached are generated.
 
-    A cached record counts only if its formatted prompt hash matches (same id, same text). The
-    cache file keeps every valid record, requested ones first in request order.
+    A cached record is found by its prompt id, the hash of its formatted prompt and its sample
+    index, so a prompt whose text changed, or another prompt with the same id, never gets a
+    response to a different text. The cache file keeps every valid record, requested ones first
+    in request order.
     """
     path = response_cache_path(cache_dir, model_key, decoding)
     cached = _read_cache(path)
-    wanted = {p.prompt_id: _prompt_sha(format_prompt(tokenizer, p.prompt)) for p in prompts}
+    shas = [_prompt_sha(format_prompt(tokenizer, p.prompt)) for p in prompts]
+    samples = range(decoding.num_samples)
+    requested = [
+        (p.prompt_id, sha, k) for p, sha in zip(prompts, shas, strict=True) for k in samples
+    ]
     missing = [
         p
-        for p in prompts
-        if any(
-            cached.get((p.prompt_id, k)) is None
-            or cached[(p.prompt_id, k)].prompt_sha != wanted[p.prompt_id]
-            for k in range(decoding.num_samples)
-        )
+        for p, sha in zip(prompts, shas, strict=True)
+        if any((p.prompt_id, sha, k) not in cached for k in samples)
     ]
     if missing:
         for record in _generate(model, tokenizer, missing, decoding, batch_size, progress):
-            cached[(record.prompt_id, record.sample_index)] = record
-        _write_cache(path, cached, prompts, decoding, model_key)
-    return [cached[(p.prompt_id, k)] for p in prompts for k in range(decoding.num_samples)]
+            cached[_cache_key(record)] = record
+        _write_cache(path, cached, requested, decoding, model_key)
+    return [cached[key] for key in requested]
 
 
-def _read_cache(path: Path) -> dict[tuple[str, int], ResponseRecord]:
+_CacheKey = tuple[str, str, int]  # (prompt_id, prompt_sha, sample_index)
+
+
+def _cache_key(record: ResponseRecord) -> _CacheKey:
+    return (record.prompt_id, record.prompt_sha, record.sample_index)
+
+
+def _read_cache(path: Path) -> dict[_CacheKey, ResponseRecord]:
+    """The cached responses; a cache that can't be read is a miss (generation is seeded per
+    prompt and sample, so regenerating gives the same responses)."""
     if not path.exists():
         return {}
-    records = read_records(path, ResponseRecord, producer="sampling")
-    return {(r.prompt_id, r.sample_index): r for r in records}
+    try:
+        records = read_records(path, ResponseRecord, producer="sampling")
+    except (CorruptArtifactError, UnicodeDecodeError) as error:
+        log.warning("%s; generating its responses again", error)
+        return {}
+    return {_cache_key(r): r for r in records}
 
 
-def _write_cache(path, cached, prompts, decoding: DecodingConfig, model_key: str) -> None:
-    requested = [(p.prompt_id, k) for p in prompts for k in range(decoding.num_samples)]
+def _write_cache(path, cached, requested, decoding: DecodingConfig, model_key: str) -> None:
+    requested = list(dict.fromkeys(requested))  # a prompt asked for twice is stored once
     requested_set = set(requested)
     others = [key for key in cached if key not in requested_set]
     write_records(path, [cached[key] for key in requested + others])

@@ -27,7 +27,10 @@ checkpoints are not supported yet).
 Checkpoints (every `checkpoint_every` steps, written to a temporary directory and renamed) hold
 the trainable weights, the optimiser state, every R_h and its optimiser, the RNG states and the
 step, all as safetensors + JSON; `train_run(..., resume=True)` continues from the newest one and
-ends where an uninterrupted run would.
+ends where an uninterrupted run would. Each step's row is appended to `metrics.jsonl` as one whole
+line and synced to disk before that step's checkpoint, so a kill cuts off at most the last line,
+which a resumed run drops with a warning. Ctrl-C (or interrupting the kernel) during `run_training`
+keeps the newest checkpoint and prints one line saying how to resume from it.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +57,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from repsafe_lib.artifacts import atomic_path, write_json
+from repsafe_lib.artifacts import CorruptArtifactError, atomic_path, write_json
 from repsafe_lib.hidden_states import (
     LastTokenRecorder,
     decoder_parts,
@@ -734,11 +739,65 @@ def _new_accelerator(training, device: torch.device):
     return Accelerator(mixed_precision=training.mixed_precision, cpu=device.type == "cpu")
 
 
-def _read_metrics(path: Path, before_step: int) -> list[dict]:
-    if not path.is_file():
+def _read_metrics(path: Path, before_step: int, checkpoint: Path | None) -> list[dict]:
+    """The logged rows of steps 0 .. before_step - 1, which `checkpoint` (at `before_step`) took.
+
+    A last line cut off by a killed run (no newline, or not JSON) is dropped with a warning; any
+    other bad line, or steps that don't run 0, 1, 2, ... once each, is an error naming the file and
+    line (a resumed run's summary and Fig 5 are drawn from these rows)."""
+    if before_step == 0:
         return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [row for row in rows if row["step"] < before_step]
+    remedy = f"delete {checkpoint.parent} to train this run afresh"
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # a whole log ends with a newline
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = _metrics_row(line)
+        except ValueError as error:
+            if number == len(lines):
+                log.warning("%s, line %d: dropped, cut off by an interrupted run", path, number)
+                break
+            raise CorruptArtifactError(f"{path}, line {number}: {error}; {remedy}") from None
+        if row["step"] >= before_step:
+            continue  # logged after the checkpoint: the resumed run logs it again
+        if row["step"] != len(rows):
+            raise CorruptArtifactError(
+                f"{path}, line {number}: step {row['step']} where step {len(rows)} was due"
+                f" (did two runs write this log?); {remedy}"
+            )
+        rows.append(row)
+    if len(rows) < before_step:
+        raise CorruptArtifactError(
+            f"{path}: holds {len(rows)} of the {before_step} steps that {checkpoint} has taken;"
+            f" {remedy}"
+        )
+    return rows
+
+
+def _metrics_row(line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except ValueError as error:
+        raise ValueError(f"not JSON ({error})") from None
+    if not isinstance(row, dict) or type(row.get("step")) is not int:
+        raise ValueError("not a metrics row (an object with an integer 'step')")
+    return row
+
+
+def _append_line(path: Path, line: str) -> None:
+    """`line` and a newline at the end of `path`, on disk before this returns, so a kill can cut
+    off at most the line being written (which `_read_metrics` then drops)."""
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _chunks(items: list, parts: int) -> list[list]:
@@ -822,7 +881,7 @@ def train_run(
     else:
         shutil.rmtree(checkpoints, ignore_errors=True)
     metrics_path = out_dir / "metrics.jsonl"
-    metrics = _read_metrics(metrics_path, start)
+    metrics = _read_metrics(metrics_path, start, found)
     if accelerator.is_main_process:
         with atomic_path(metrics_path) as tmp:
             tmp.write_text("".join(json.dumps(m) + "\n" for m in metrics), encoding="utf-8")
@@ -888,8 +947,7 @@ def train_run(
         )
         metrics.append(row)
         if accelerator.is_main_process:
-            with metrics_path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
+            _append_line(metrics_path, json.dumps(row))
             due = (step + 1) % training.checkpoint_every == 0 or step + 1 == training.max_steps
             if write_checkpoints and due:
                 save_checkpoint(
@@ -1102,23 +1160,40 @@ def run_training(
     params = setup.params
     loaded = load_model(training_spec(params.model, params.training), seed=params.seed)
     preference = objective != "sft"
-    return train_run(
-        name,
-        objective=objective,
-        model=loaded.model,
-        pad_id=setup.tokenizer.pad_token_id,
-        pairs=setup.pairs,
-        training=params.training,
-        seed=params.seed,
-        out_dir=setup.directory / name,
-        reference=setup.reference if preference else None,
-        fold_rewards=fold_rewards_for_run(setup, name) if preference else None,
-        layers=setup.layers,
-        tokenizer=setup.tokenizer,
-        resume=resume,
-        stop_after=stop_after,
-        progress=progress,
+    try:
+        return train_run(
+            name,
+            objective=objective,
+            model=loaded.model,
+            pad_id=setup.tokenizer.pad_token_id,
+            pairs=setup.pairs,
+            training=params.training,
+            seed=params.seed,
+            out_dir=setup.directory / name,
+            reference=setup.reference if preference else None,
+            fold_rewards=fold_rewards_for_run(setup, name) if preference else None,
+            layers=setup.layers,
+            tokenizer=setup.tokenizer,
+            resume=resume,
+            stop_after=stop_after,
+            progress=progress,
+        )
+    except KeyboardInterrupt:  # Ctrl-C, or JupyterLab's "interrupt the kernel"
+        print(interrupted_message(name, setup), file=sys.stderr, flush=True)
+        raise
+
+
+def interrupted_message(name: str, setup: TrainingSetup) -> str:
+    """The line an interrupted run prints: what survives it and how to go on from there."""
+    notebook = setup.directory.name  # outputs/<profile>/NN_name, the notebook running the run
+    again = (
+        f"rerunning notebook {notebook} (or `python -m repsafe_lib.pipeline --params"
+        f" {setup.params.source_file} --only {notebook}`)"
     )
+    checkpoint = latest_checkpoint(setup.directory / name / "checkpoints")
+    if checkpoint is None:
+        return f"{name}: interrupted before its first checkpoint; {again} starts it afresh"
+    return f"{name}: interrupted; kept its newest checkpoint {checkpoint}: {again} resumes from it"
 
 
 def row_folds(examples: Sequence, *, seed: int, folds: int) -> np.ndarray:

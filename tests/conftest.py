@@ -11,10 +11,14 @@ from repsafe_lib import pipeline
 from repsafe_lib.models import LoadedModel, load_model
 from repsafe_lib.params import Params, load_params
 
-# The robustness audit spans the suite: these tests, and all of test_reliability.py, carry
-# the `reliability` marker, so `pytest -m reliability` runs the audit and `--collect-only -q` counts
-# it (README, "Reliability"). A test that owns its topic stays in its own file; it is listed here.
+# The robustness audit, by category: every test of it is listed here (test_reliability.py holds those
+# that no other file owns). Listed tests carry the `reliability` marker, so `pytest -m reliability` runs
+# the audit, and the README's counts ("Reliability") are checked against this list, not written by hand.
 RELIABILITY_TESTS = {
+    "audit": [
+        "test_reliability.py::test_audit_map_names_existing_tests",
+        "test_reliability.py::test_readme_states_the_audit_counts",
+    ],
     "determinism": [
         "test_pipeline.py::test_tiny_profile_runs_every_notebook_and_twice_gives_identical_artifacts",
         "test_models.py::test_tiny_model_is_seeded",
@@ -25,12 +29,33 @@ RELIABILITY_TESTS = {
         "test_artifacts.py::test_figures_are_saved_as_png_and_pdf_identically_twice",
         "test_training.py::test_batch_schedule_is_a_seeded_permutation_per_epoch",
         "test_training.py::test_both_sides_of_a_prompt_share_a_fold_and_folds_are_seeded",
+        "test_data_reliability.py::test_response_cache_is_keyed_by_prompt_text_too",
+        "test_reliability.py::test_seed_everything_reseeds_python_numpy_and_torch",
+        "test_reliability.py::test_every_notebook_seeds_everything_from_params_as_it_loads_them",
+        "test_reliability.py::test_sklearn_estimators_get_the_seed",
+        "test_reliability.py::test_every_manifest_records_the_seed_and_params_hash",
     ],
     "crash safety": [
         "test_artifacts.py::test_atomic_write_leaves_old_file_on_failure",
         "test_hidden_states.py::test_corrupt_or_stale_cache_is_recomputed",
         "test_training.py::test_resume_equals_uninterrupted",
         "test_training.py::test_a_checkpoint_from_other_settings_is_not_resumed",
+        "test_reliability.py::test_killed_extraction_leaves_no_cache_a_rerun_would_trust",
+        "test_reliability.py::test_killed_training_resumes_to_the_uninterrupted_result",
+        "test_reliability.py::test_pipeline_killed_in_notebook_01_leaves_whole_files_and_a_rerun_matches",
+        "test_locks.py::test_a_notebook_another_process_is_running_is_refused_naming_the_holder",
+        "test_locks.py::test_a_rerun_in_the_same_process_takes_the_lock_again_and_finish_gives_it_back",
+        "test_locks.py::test_a_second_pipeline_on_the_profile_stops_at_once_naming_the_holder",
+        "test_training.py::test_a_metrics_line_cut_off_by_a_kill_is_dropped_on_resume",
+        "test_training.py::test_a_metrics_log_that_disagrees_with_the_checkpoint_names_file_and_line",
+        "test_training.py::test_ctrl_c_keeps_the_newest_checkpoint_and_says_how_to_resume",
+        "test_messages.py::test_corrupt_run_times_warn_and_start_a_fresh_record",
+        "test_messages.py::test_disk_full_names_the_file_and_keeps_the_earlier_one",
+        "test_messages.py::test_disk_full_in_the_pipeline_is_one_line_naming_the_file",
+        "test_messages.py::test_ctrl_c_in_a_notebook_is_one_line_with_the_command_that_resumes",
+        "test_messages.py::test_sigint_stops_the_pipeline_with_one_line_and_shuts_its_kernel_down",
+        "test_data_reliability.py::test_bad_input_stops_notebook_00_before_it_writes_any_file",
+        "test_data_reliability.py::test_an_unreadable_response_cache_is_generated_again",
     ],
     "bad input": [
         "test_datasets.py::test_pku_bad_row_names_file_row_and_field",
@@ -65,11 +90,44 @@ RELIABILITY_TESTS = {
         "test_artifacts.py::test_missing_upstream_names_the_notebook",
         "test_models.py::test_missing_gguf_package_and_file",
         "test_hidden_states.py::test_truncation_keeps_the_final_token",
+        "test_reliability.py::test_file_cut_off_mid_line_is_an_error_even_when_skipping_bad_rows",
+        "test_reliability.py::test_ten_thousand_character_response_loads_whole_and_extraction_keeps_its_end",
+        "test_reliability.py::test_missing_local_model_directory_is_named",
+        "test_reliability.py::test_hub_ids_still_go_to_the_hub",
+        "test_reliability.py::test_property_any_unknown_key_is_an_error_naming_it",
+        "test_reliability.py::test_missing_upstream_through_the_pipeline_is_one_line_naming_the_notebook",
+        "test_reliability.py::test_bad_data_row_stops_notebook_00_and_leaves_the_earlier_run_intact",
+        "test_reliability.py::test_unwritable_outputs_stop_the_run_with_one_message",
+        "test_data_reliability.py::test_xstest_id_shared_by_two_rows_is_an_error_naming_both_rows_and_the_field",
+        "test_data_reliability.py::test_every_loader_with_source_ids_rejects_a_repeated_id",
+        "test_data_reliability.py::test_skip_mode_skips_every_row_of_a_shared_id_and_counts_them",
+        "test_data_reliability.py::test_unclosed_csv_quote_is_an_error_naming_the_line_where_it_opened",
+        "test_data_reliability.py::test_unclosed_quote_after_a_multiline_cell_names_the_line_of_its_own_quote",
+        "test_data_reliability.py::test_lone_surrogate_in_a_text_field_is_a_bad_row",
+        "test_data_reliability.py::test_damaged_lines_stop_skip_mode_too_and_the_message_says_so",
+        "test_data_reliability.py::test_zero_usable_pairs_is_an_error_naming_the_file_and_the_filter",
+        "test_data_reliability.py::test_a_cap_that_leaves_one_prompt_is_an_error_naming_the_cap_and_the_split",
+        "test_data_reliability.py::test_pairs_of_one_prompt_leave_a_side_of_the_split_empty",
+        "test_params.py::test_a_key_set_twice_names_the_file_the_lines_and_the_key",
+        "test_params.py::test_a_float_field_reads_scientific_notation_without_a_dot",
+        "test_params.py::test_with_extends_an_error_names_the_file_that_sets_the_key",
+        "test_messages.py::test_cut_off_records_file_names_the_line_and_the_notebook_to_rerun",
+        "test_messages.py::test_record_with_a_wrong_field_names_the_line_and_the_field",
+        "test_messages.py::test_cut_off_json_artifact_names_it_and_the_notebook_to_rerun",
+        "test_messages.py::test_corrupt_probes_file_names_it_and_notebook_02",
+        "test_messages.py::test_cut_off_hybrid_reward_names_it_and_the_notebook_that_wrote_it",
+        "test_messages.py::test_corrupt_manifest_and_run_times_show_as_unreadable_in_the_report",
+        "test_messages.py::test_report_names_a_file_standing_where_the_profile_directory_should_be",
+        "test_messages.py::test_only_without_names_is_an_error_not_everything",
+        "test_messages.py::test_a_notebook_named_twice_runs_once_in_run_order",
+        "test_messages.py::test_unknown_notebook_in_only_is_named_before_anything_runs",
     ],
     "numerics": [
         "test_losses.py::test_extreme_margins_stay_finite",
         "test_losses.py::test_dpo_and_cdpo_stay_finite_with_finite_gradients_for_extreme_margins",
         "test_training.py::test_nan_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint",
+        "test_reliability.py::test_property_loss_gamma_and_gradient_stay_finite",
+        "test_messages.py::test_states_beyond_float16_are_refused_before_caching",
     ],
     "security": [
         "test_security.py::test_sources_found",
@@ -80,6 +138,14 @@ RELIABILITY_TESTS = {
         "test_artifacts.py::test_runner_only_runs_notebooks_from_the_notebooks_dir",
         "test_reward.py::test_loading_refuses_anything_but_our_safetensors",
         "test_training.py::test_checkpoints_hold_no_pickles",
+        "test_models.py::test_saved_policy_naming_custom_code_is_refused_without_a_prompt",
+        "test_models.py::test_saved_reward_model_naming_custom_code_is_refused",
+        "test_models.py::test_every_from_pretrained_says_whether_to_trust_remote_code",
+        "test_params.py::test_an_alias_bomb_is_refused_before_it_is_expanded",
+        "test_params.py::test_an_error_quotes_a_short_prefix_of_a_huge_value",
+        "test_params.py::test_a_file_too_big_or_too_deep_is_one_short_error",
+        "test_params.py::test_a_yaml_alias_inside_the_value_it_names_is_refused",
+        "test_data_reliability.py::test_demo_source_outside_the_bundled_data_is_an_error_naming_it",
     ],
 }
 

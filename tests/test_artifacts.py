@@ -70,7 +70,7 @@ def test_runner_only_runs_notebooks_from_the_notebooks_dir(tmp_path):
 def test_numbered_notebooks_in_order():
     names = [p.name for p in pipeline.numbered_notebooks()]
     assert names == sorted(names) and names[:2] == ["00_data.ipynb", "01_representations.ipynb"]
-    with pytest.raises(SystemExit, match="unknown notebook"):
+    with pytest.raises(ValueError, match="unknown notebook '99'"):
         pipeline.select_notebooks(pipeline.numbered_notebooks(), ["99"])
 
 

@@ -512,6 +512,34 @@ def test_csv_row_numbers_follow_multiline_cells(tmp_path: Path) -> None:
     assert (info.value.row, info.value.line, info.value.field) == (2, 4, "label")
 
 
+def test_quoted_cells_spanning_lines_that_look_like_rows_still_load(tmp_path: Path) -> None:
+    """Strict quoting keeps legitimate multi-line cells (real XSTest completions and
+    Do-Not-Answer answers have them): a line inside a cell that reads like a row of the header's
+    six fields is still text."""
+    path = tmp_path / "x.csv"
+    text = (
+        "id,prompt,type,label,focus,note\n"
+        '1,"Answer in two parts:\n2,is,this,a,row,?\n""quoted"", and done.",homonyms,safe,,\n'
+        "2,How do I gut a fish?,homonyms,safe,gut,\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    loaded = load_xstest(path)
+    assert [p.prompt for p in loaded.records] == [
+        'Answer in two parts:\n2,is,this,a,row,?\n"quoted", and done.',
+        "How do I gut a fish?",
+    ]
+    assert (loaded.n_rows, loaded.n_skipped, loaded.records[1].prompt_id) == (2, 0, "xstest-2")
+
+
+def test_surrogate_pairs_are_ordinary_text(tmp_path: Path) -> None:
+    """JSON writes an emoji as a surrogate pair escape; only a lone surrogate is a bad row."""
+    rows = with_row(pku_rows(), 0, prompt="How do I say \U0001f600 politely?")
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    assert "\\ud83d\\ude00" in path.read_text(encoding="utf-8")
+    assert load_pku_saferlhf(path).records[0].prompt == "How do I say \U0001f600 politely?"
+
+
 # ---------------------------------------------------------------------------------------------
 # File-level errors always raise.
 
@@ -1118,3 +1146,10 @@ def test_load_configured_caps_rows_and_accounts_for_every_row():
         rd.load_configured(
             DatasetParams(loader="nope", source="x.jsonl"), on_bad_rows="raise", seed=0
         )
+
+
+def test_demo_paths_that_stay_inside_the_bundled_data_resolve() -> None:
+    from repsafe_lib.params import DatasetParams
+
+    spec = DatasetParams(loader="xstest", source="demo:hub/../xstest_demo.csv")
+    assert len(rd.load_configured(spec, on_bad_rows="raise", seed=0).records) == 120

@@ -160,13 +160,19 @@ def test_cache_key_changes_with_every_input(tiny_model, texts):
     assert key != hs.states_cache_key("m", texts, [1, 2], 128)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong_key", "wrong_shape"])
+@pytest.mark.parametrize(
+    "damage", ["truncate", "garbage", "wrong_key", "wrong_shape", "nan_payload", "inf_payload"]
+)
 def test_corrupt_or_stale_cache_is_recomputed(tiny_model, texts, tmp_path, damage):
     good = cache_call(tiny_model, texts, tmp_path)
     if damage == "truncate":
         good.path.write_bytes(good.path.read_bytes()[:100])
     elif damage == "garbage":
         good.path.write_bytes(b"\x00" * 64)
+    elif damage in ("nan_payload", "inf_payload"):  # an intact header over a bad payload
+        states = good.states.half()
+        states[1, 0, 2] = float("nan") if damage == "nan_payload" else float("inf")
+        save_file({"states": states}, good.path, metadata={"key": good.key})
     elif damage == "wrong_key":
         save_file({"states": good.states.half()}, good.path, metadata={"key": "not-this-one"})
     else:

@@ -68,6 +68,8 @@ def whole_artifacts(root: Path) -> dict[str, bytes]:
 
 
 def leftover_names(root: Path) -> list[str]:
+    """Hidden files under `root`: what a killed write can leave. The run locks are not among them
+    (`.locks/pipeline.lock`, `.locks/NN_name.lock` stay on purpose and don't start with a dot)."""
     return sorted(p.name for p in root.rglob(".*") if p.is_file()) if root.exists() else []
 
 
@@ -77,7 +79,7 @@ def repsafe_lines(stderr: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Determinism: every source of randomness is seeded from params, and the manifest says with what.
+# The audit itself: conftest's list names real tests, and the README's counts come from it.
 
 
 def test_audit_map_names_existing_tests():
@@ -87,6 +89,55 @@ def test_audit_map_names_existing_tests():
             tree = ast.parse((TESTS / file).read_text(encoding="utf-8"))
             defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
             assert function in defined, f"conftest.RELIABILITY_TESTS names a missing test: {name}"
+
+
+# How the README names each category, in the order it lists them.
+README_CATEGORIES = {
+    "bad input": "bad input",
+    "crash safety": "crash safety and resume",
+    "determinism": "determinism",
+    "numerics": "numerics",
+    "security": "security",
+    "audit": "that check the audit itself",
+}
+
+
+def audit_counts(collected: list[str]) -> dict[str, int]:
+    """Collected test ids (`tests/test_x.py::test_y[case]`) per audit category."""
+    category = {name: cat for cat, names in RELIABILITY_TESTS.items() for name in names}
+    counts = dict.fromkeys(README_CATEGORIES, 0)
+    for node in collected:
+        name = f"{Path(node.split('::')[0]).name}::{node.split('::')[1].split('[')[0]}"
+        assert name in category, f"{name} carries the reliability marker but no audit category"
+        counts[category[name]] += 1
+    return counts
+
+
+def readme_sentence(counts: dict[str, int]) -> str:
+    parts = [f"{counts[key]} {label}" for key, label in README_CATEGORIES.items()]
+    return f"({sum(counts.values())} collected: {', '.join(parts[:-1])}, and {parts[-1]})"
+
+
+def test_readme_states_the_audit_counts():
+    collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "reliability"]
+    listing = subprocess.run(
+        [*collect, "-p", "no:cacheprovider", "tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    collected = [line for line in listing.splitlines() if line.startswith("tests/")]
+    listed = {name for names in RELIABILITY_TESTS.values() for name in names}
+    found = {f"{Path(n.split('::')[0]).name}::{n.split('::')[1].split('[')[0]}" for n in collected}
+    assert listed <= found, f"listed but not collected: {sorted(listed - found)}"
+    sentence = readme_sentence(audit_counts(collected))
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert sentence in readme, f"the README's Reliability section should say {sentence}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Determinism: every source of randomness is seeded from params, and the manifest says with what.
 
 
 def draws() -> tuple[float, float, float]:

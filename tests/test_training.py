@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import pytest
 import torch
 
+from repsafe_lib import artifacts, training
 from repsafe_lib import hidden_states as hs
-from repsafe_lib import training
 from repsafe_lib.datasets import PreferencePair
 from repsafe_lib.losses import dpo_loss, sequence_logprobs
 from repsafe_lib.models import load_model, load_reference
@@ -400,6 +401,101 @@ def test_nan_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint(
     assert not (tmp_path / "policy").exists()
     logged = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(logged) == 3
+
+
+def test_a_metrics_line_cut_off_by_a_kill_is_dropped_on_resume(
+    tiny_params, tiny_model, encoded, tmp_path, caplog
+):
+    tokenizer = tiny_model.tokenizer
+    run("sft", tiny_params, tokenizer, encoded, tmp_path, stop_after=3)  # checkpoint: step 2
+    log = tmp_path / "metrics.jsonl"
+    logged = log.read_text().splitlines()
+    with log.open("a") as handle:
+        handle.write('{"step": 3, "loss": 0.69')  # what a kill in the middle of a write leaves
+    with caplog.at_level(logging.WARNING, logger="repsafe_lib.training"):
+        resumed = run("sft", tiny_params, tokenizer, encoded, tmp_path)
+    assert resumed.resumed_from == 2
+    assert f"{log}, line 4: dropped, cut off by an interrupted run" in caplog.messages
+    rewritten = log.read_text().splitlines()
+    assert rewritten[:2] == logged[:2]  # the steps the checkpoint took are kept as logged
+    assert [json.loads(line)["step"] for line in rewritten] == list(range(6))
+    assert [m["step"] for m in resumed.metrics] == list(range(6))
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("garbled", "line 2: not JSON (Expecting value: line 1 column 1 (char 0))"),
+        ("interleaved", "line 2: step 0 where step 1 was due (did two runs write this log?)"),
+        ("truncated", "holds 1 of the 2 steps that {checkpoint} has taken"),
+    ],
+    ids=["garbled", "interleaved", "truncated"],
+)
+def test_a_metrics_log_that_disagrees_with_the_checkpoint_names_file_and_line(
+    damage, problem, tiny_params, tiny_model, encoded, tmp_path
+):
+    tokenizer = tiny_model.tokenizer
+    run("sft", tiny_params, tokenizer, encoded, tmp_path, stop_after=3)  # checkpoint: step 2
+    log = tmp_path / "metrics.jsonl"
+    first, second, third = log.read_text().splitlines()
+    damaged = {
+        "garbled": [first, "#" + second, third],
+        "interleaved": [first, first, second, third],  # two runs appending to one log
+        "truncated": [first],  # a log that lost lines the checkpoint has taken
+    }[damage]
+    log.write_text("\n".join(damaged) + "\n")
+    checkpoint = tmp_path / "checkpoints" / "step-000002"
+    expected = (
+        (f"{log}, " if problem.startswith("line") else f"{log}: ")
+        + f"{problem.format(checkpoint=checkpoint)}; delete {checkpoint.parent} to train this run afresh"
+    )
+    with pytest.raises(ValueError) as error:
+        run("sft", tiny_params, tokenizer, encoded, tmp_path)
+    assert str(error.value) == expected
+    assert isinstance(error.value, artifacts.CorruptArtifactError)
+    assert log.read_text() == "\n".join(damaged) + "\n", "the log must be left for inspection"
+
+
+@pytest.mark.parametrize("interrupted_at", [1, 3])
+def test_ctrl_c_keeps_the_newest_checkpoint_and_says_how_to_resume(
+    interrupted_at, tiny_params, tmp_path, monkeypatch, capsys
+):
+    params, setup = single_reward_setup(
+        tiny_params, tmp_path / "04_training", max_length=16, max_steps=4
+    )
+    checkpoints = setup.directory / "cdpo" / "checkpoints"
+    finish_step, calls, kept = training._finish_step, [], {}
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == interrupted_at + 1:  # Ctrl-C during this step, before its update is logged
+            newest = training.latest_checkpoint(checkpoints)
+            kept.update(
+                {p: p.read_bytes() for p in newest.rglob("*") if p.is_file()} if newest else {}
+            )
+            raise KeyboardInterrupt
+        return finish_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_finish_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        training.run_training("cdpo", setup, progress=False)
+    again = (
+        f"rerunning notebook 04_training (or `python -m repsafe_lib.pipeline --params"
+        f" {params.source_file} --only 04_training`)"
+    )
+    if interrupted_at == 1:  # the first checkpoint comes after step 1 (checkpoint_every: 2)
+        expected = f"cdpo: interrupted before its first checkpoint; {again} starts it afresh"
+        assert expected in capsys.readouterr().err.splitlines()
+        assert training.latest_checkpoint(checkpoints) is None
+        return
+    newest = checkpoints / "step-000002"
+    expected = f"cdpo: interrupted; kept its newest checkpoint {newest}: {again} resumes from it"
+    assert expected in capsys.readouterr().err.splitlines()
+    assert training.latest_checkpoint(checkpoints) == newest
+    assert {p: p.read_bytes() for p in newest.rglob("*") if p.is_file()} == kept
+    monkeypatch.setattr(training, "_finish_step", finish_step)
+    resumed = training.run_training("cdpo", setup, progress=False)
+    assert resumed.resumed_from == 2 and [m["step"] for m in resumed.metrics] == [0, 1, 2, 3]
 
 
 def test_cross_fitted_rewards_score_with_their_fold_and_refresh_the_others(tiny_model):
