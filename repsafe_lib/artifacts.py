@@ -164,7 +164,7 @@ def write_table(
     return Saved(written)
 
 
-_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
+_LATEX_ESCAPES = {c: "\\" + c for c in "&%$#_{}"} | {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "\\": r"\textbackslash{}",
@@ -172,7 +172,7 @@ _LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
 
 
 def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+    return "".join(_LATEX_ESCAPES.get(c, c) for c in text)
 
 
 def _latex_row(cells) -> str:

@@ -202,6 +202,16 @@ class GuardModelJudge:
         return JudgeRecord(self.name, unsafe, codes, raw)
 
 
+LLAMA_GUARD_2_CODES = tuple(LLAMA_GUARD_2_CATEGORIES)  # S1..S11
+MD_JUDGE_CODES = tuple(MD_JUDGE_CATEGORIES)  # O1..O6
+
+
+def category_codes(judge: str) -> tuple[str, ...]:
+    """The hazard codes a judge's Table 2 reports: MD-Judge's O1-O6, else Llama Guard 2's S1-S11
+    (which a judge without categories reports as unavailable)."""
+    return MD_JUDGE_CODES if judge == "md_judge" else LLAMA_GUARD_2_CODES
+
+
 def llama_guard_2_judge(model, tokenizer, **options) -> GuardModelJudge:
     # BOS added, as Meta's llama-recipes tokenizes the formatted prompt (the model card's
     # apply_chat_template path leaves BOS out; Llama 3 models are trained with it).

@@ -39,7 +39,7 @@ def sequence_logprobs(
     `logits [B, T, V]` are the model's outputs on `input_ids [B, T]`; position t predicts token
     t + 1. `response_mask [B, T]` is 1 on response tokens and 0 on prompt and padding, so only
     the response is scored. This is the plain reference formula (it holds `[B, T, V]`
-    log-probabilities); training takes the cheaper `training.response_logprobs`.
+    log-probabilities); training takes the cheaper `training.ResponseScorer`.
     """
     log_probs = torch.log_softmax(_wide(logits[:, :-1]), dim=-1)
     targets = input_ids[:, 1:].unsqueeze(-1)

@@ -10,7 +10,8 @@ Samples are `ResponseRecord`s, several per prompt; a reward scores each one. Fro
 
 Empty generations are never ranked (a blank answer is neither safe nor an answer); pairs of equal
 score or identical text carry no preference and are skipped. Ties in score go to the lower sample
-index, so every selection is deterministic.
+index, so every selection is deterministic. Table 2's comparison of the two rewards is in
+`reward_comparison`; Fig 6's strategies are below.
 """
 
 from __future__ import annotations
@@ -104,6 +105,26 @@ def rerank_pairs(
     return pairs
 
 
+def pair_score_gaps(
+    records: Sequence[ResponseRecord], scores: torch.Tensor, *, k: int
+) -> torch.Tensor:
+    """Score of the chosen minus the rejected sample of each `rerank_pairs` pair `[pairs]`, the
+    difference taken in the scores' own dtype."""
+    paired = rerank_indices(records, scores, k=k)
+    return torch.tensor([float(scores[best] - scores[worst]) for best, worst in paired])
+
+
+def best_of_n_responses(
+    samples_by_set: Mapping[str, Sequence[ResponseRecord]],
+    scores_by_set: Mapping[str, torch.Tensor],
+) -> list[ResponseRecord]:
+    """RS*'s answers: the `best_of_n` sample of every prompt of each named set, set by set."""
+    chosen = []
+    for name, samples in samples_by_set.items():
+        chosen += [samples[i] for i in best_of_n(samples, scores_by_set[name].tolist())]
+    return chosen
+
+
 def hybrid_reward_scores(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -166,124 +187,6 @@ def train_prompts(
     for pair in pairs:
         seen.setdefault(pair.prompt, EvalPrompt(pair.pair_id, pair.prompt, benchmark, None, None))
     return subsample(list(seen.values()), limit, seed)
-
-
-@dataclass(frozen=True)
-class ScoredResponse:
-    """One sample of Table 2's data: who answered which prompt, and both rewards' scores."""
-
-    stage: str  # "before" (the base policy) or "after" (the aligned policy)
-    benchmark: str
-    prompt_id: str
-    sample_index: int
-    text: str
-    num_tokens: int
-    empty: bool
-    hybrid_reward: float
-    reward_model: float
-
-
-def scored_responses(
-    stage: str,
-    samples_by_set: Mapping[str, Sequence[ResponseRecord]],
-    hybrid_scores: Mapping[str, Sequence[float]],
-    reward_model_scores: Mapping[str, Sequence[float]],
-) -> list[ScoredResponse]:
-    """Table 2's rows for one stage: every sample of each benchmark with its two scores."""
-    return [
-        ScoredResponse(
-            stage,
-            name,
-            s.prompt_id,
-            s.sample_index,
-            s.text,
-            s.num_tokens,
-            s.empty,
-            float(h),
-            float(r),
-        )
-        for name, samples in samples_by_set.items()
-        for s, h, r in zip(samples, hybrid_scores[name], reward_model_scores[name], strict=True)
-    ]
-
-
-def table2_selections(
-    samples: Sequence[ScoredResponse], ks: Sequence[int], num_samples: int
-) -> dict[str, list[int]]:
-    """Which samples each Table 2 row judges: `top-k-ours` (by R_h), `top-k-rm` (by the reward
-    model) per k, and `sample-N` (all of them), each within one stage."""
-    hybrid = [s.hybrid_reward for s in samples]
-    trained = [s.reward_model for s in samples]
-    rows = {}
-    for k in ks:
-        rows[f"top-{k}-ours"] = top_k(samples, hybrid, k)
-        rows[f"top-{k}-rm"] = top_k(samples, trained, k)
-    rows[f"sample-{num_samples}"] = list(range(len(samples)))
-    return rows
-
-
-def table2(
-    samples: Sequence[ScoredResponse],
-    verdicts: Sequence,
-    *,
-    judge: str,
-    categories_available: bool,
-    codes: Sequence[str],
-    ks: Sequence[int],
-    num_samples: int,
-) -> pd.DataFrame:
-    """Toxic rate and hazard-category shares among unsafe answers for every selection of every
-    stage; `verdicts[i]` is the judge's `JudgeRecord` of `samples[i]`."""
-    from repsafe_lib.evaluation import category_shares
-
-    rows = []
-    for stage in dict.fromkeys(s.stage for s in samples):
-        in_stage = [i for i, s in enumerate(samples) if s.stage == stage]
-        stage_samples = [samples[i] for i in in_stage]
-        for label, chosen in table2_selections(stage_samples, ks, num_samples).items():
-            for local in chosen:
-                record = verdicts[in_stage[local]]
-                rows.append(
-                    {
-                        "policy": f"{stage}: {label}",
-                        "judge": judge,
-                        "unsafe": record.unsafe,
-                        "categories": ",".join(record.categories),
-                        "categories_available": categories_available,
-                    }
-                )
-    judgments = pd.DataFrame(rows)
-    shares = category_shares(judgments, judge, codes)
-    counts = judgments.groupby("policy", sort=False).size()
-    return shares.assign(samples=shares["policy"].map(counts)).rename(
-        columns={"policy": "selection"}
-    )
-
-
-def plot_table2(shares: pd.DataFrame, *, judge: str):
-    """Toxic rate of each Table 2 selection, grouped by stage (before / after alignment)."""
-    import matplotlib.pyplot as plt
-
-    from repsafe_lib.plots import use_style
-
-    use_style()
-    stages = list(dict.fromkeys(s.split(": ")[0] for s in shares["selection"]))
-    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), squeeze=False)
-    for ax, stage in zip(axes[0], stages, strict=True):
-        rows = shares[shares["selection"].str.startswith(f"{stage}: ")]
-        labels = [s.split(": ", 1)[1] for s in rows["selection"]]
-        colours = [
-            "#c0392b" if "ours" in x else "#1f5fa8" if "rm" in x else "#7f7f7f" for x in labels
-        ]
-        hatches = ["" if "ours" in x else "//" if "rm" in x else ".." for x in labels]
-        bars = ax.bar(range(len(rows)), 100 * rows["toxic_rate"].astype(float), color=colours)
-        for bar, hatch in zip(bars, hatches, strict=True):
-            bar.set_hatch(hatch)
-        ax.set_xticks(range(len(rows)), labels, rotation=35, ha="right")
-        ax.set_title(f"{stage} alignment")
-        ax.set_ylabel(f"toxic rate (%), judge: {judge}")
-    fig.tight_layout()
-    return fig
 
 
 # Fig 6 in the paper's form (Sec 4.8): toxic rate of the top-k samples each reward strategy picks.

@@ -75,7 +75,7 @@ def _layer_metrics(name: str) -> tuple[str, ...]:
     return (name, *METRIC_COLUMNS)
 
 
-SPECS = (
+PAPER_ITEMS = (
     ItemSpec(
         "fig2",
         "Fig 2: PCA + KDE of safe vs unsafe last-token states",
@@ -250,8 +250,8 @@ def gather_item(outputs: Path, spec: ItemSpec) -> Item:
 
 
 def gather(outputs: Path) -> list[Item]:
-    """Every paper item in the paper's order of discussion (see `SPECS`)."""
-    return [gather_item(Path(outputs), spec) for spec in SPECS]
+    """Every paper item in the paper's order of discussion (see `PAPER_ITEMS`)."""
+    return [gather_item(Path(outputs), spec) for spec in PAPER_ITEMS]
 
 
 def write_item(item: Item, directory: Path) -> list[Path]:

@@ -7,11 +7,13 @@ loss `-log sigmoid(r(chosen) - r(rejected))` on the safety pairs, dropout off, l
 float32 master weights under autocast, or LoRA adapters on the body (merged after training), with
 gradient checkpointing where the profile sets it. It scores with its body in the policy's dtype.
 Saved as the body's `save_pretrained` (safetensors) plus the head as safetensors and a JSON file,
-never as a pickle, and reloaded straight onto the device it scores on.
+never as a pickle, and reloaded straight onto the device it scores on. `fit_or_load` trains it
+once per `cache_key` (base weights, settings, recipe, pairs, seed) and reloads it after that.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Mapping, Sequence
@@ -148,10 +150,9 @@ def train_reward_model(
         model, lora=lora, gradient_checkpointing=gradient_checkpointing
     )
     model.train()
-    chosen = _encode(tokenizer, [p.prompt for p in pairs], [p.chosen for p in pairs], max_length)
-    rejected = _encode(
-        tokenizer, [p.prompt for p in pairs], [p.rejected for p in pairs], max_length
-    )
+    prompts = [p.prompt for p in pairs]
+    chosen = _encode(tokenizer, prompts, [p.chosen for p in pairs], max_length)
+    rejected = _encode(tokenizer, prompts, [p.rejected for p in pairs], max_length)
     optimiser = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
     device_type = _device(model).type
     autocast_dtype = AUTOCAST_DTYPES.get(mixed_precision)
@@ -171,18 +172,23 @@ def train_reward_model(
             raise FloatingPointError(
                 f"reward model loss is {loss.item()} at step {len(curve.loss)}"
             )
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimiser)
-        torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-        scaler.step(optimiser)
-        scaler.update()
-        optimiser.zero_grad(set_to_none=True)
+        _step(loss, optimiser, scaler, trainable, max_grad_norm)
         curve.loss.append(float(loss.detach()))
         curve.accuracy.append(float((r_chosen > r_rejected).float().mean()))
     if lora is not None:
         model.body = model.body.merge_and_unload()
     model.eval()
     return curve
+
+
+def _step(loss, optimiser, scaler, trainable, max_grad_norm: float) -> None:
+    """Backward through the (fp16-scaled) loss, clip the gradient norm, step, zero the grads."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimiser)
+    torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+    scaler.step(optimiser)
+    scaler.update()
+    optimiser.zero_grad(set_to_none=True)
 
 
 def for_scoring(model: ScalarRewardModel, dtype: torch.dtype) -> ScalarRewardModel:
@@ -319,3 +325,65 @@ def load_reward_model(
     head = load_file(directory / "head.safetensors")
     model.head.load_state_dict(head)
     return model.eval()
+
+
+def cache_key(
+    base_fingerprint: str, settings, training, pairs: Sequence[PreferencePair], seed: int
+) -> dict:
+    """What a saved reward model must match to be reused: the base weights, its settings (a
+    `params.RewardModelParams`), the training recipe (precision, LoRA) and pairs, and the seed."""
+    return {
+        "base": base_fingerprint,
+        "settings": repr(settings),
+        "recipe": [training.mixed_precision, repr(training.lora), "fp32-master"],
+        "pairs": [p.pair_id for p in pairs],
+        "seed": seed,
+    }
+
+
+def fit_or_load(
+    directory: str | Path,
+    *,
+    base,
+    model_params,
+    training,
+    settings,
+    pairs: Sequence[PreferencePair],
+    seed: int,
+) -> tuple[ScalarRewardModel, RewardModelCurve]:
+    """The reward model of `settings` on `pairs`, ready to score (body in the policy's dtype):
+    reloaded from `directory` where its `cache_key` matches, else trained from the base policy
+    (`base`, a `models.LoadedModel`, gives the fingerprint and tokenizer; `model_params` and
+    `training` say how to load it and train like the policy) and saved there with its curve."""
+    from repsafe_lib.models import DTYPES, load_model
+    from repsafe_lib.training import training_spec
+
+    key = cache_key(base.fingerprint, settings, training, pairs, seed)
+    dtype = DTYPES[model_params.dtype]
+    saved = read_reward_model_metadata(directory)
+    if saved is not None and saved["key"] == key:
+        model = load_reward_model(
+            directory,
+            dtype=dtype,
+            device=model_params.device,
+            trust_remote_code=model_params.trust_remote_code,
+        )
+        return model, RewardModelCurve(**saved["curve"])
+    body = load_model(training_spec(model_params, training), seed=seed).model
+    model = ScalarRewardModel.from_causal_lm(body)
+    curve = train_reward_model(
+        model,
+        base.tokenizer,
+        pairs,
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        max_length=settings.max_length,
+        seed=seed,
+        mixed_precision=training.mixed_precision,
+        gradient_checkpointing=training.gradient_checkpointing,
+        lora=training.lora,
+    )
+    model = for_scoring(model, dtype)
+    save_reward_model(model, directory, {"key": key, "curve": dataclasses.asdict(curve)})
+    return model, curve

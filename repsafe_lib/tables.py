@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -134,3 +134,136 @@ def confidence_summary(gammas: dict[str, np.ndarray]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# Notebook 04: the rewards training starts from, the runs, held-out pairs.
+
+
+def fold_reward_fit(fitted: Sequence) -> pd.DataFrame:
+    """Per cross-fitted R_h (`reward.FoldReward`): its fold, the pairs it was fit on and its
+    pairwise accuracy on the fold it never saw."""
+    return pd.DataFrame(
+        [
+            {
+                "fold": f.fold,
+                "fit on pairs": f.num_fit_pairs,
+                "held-out pairs": f.num_held_out_pairs,
+                "held-out pairwise accuracy": f.held_out_pairwise_accuracy,
+            }
+            for f in fitted
+        ]
+    )
+
+
+def training_runs(summaries: Mapping[str, dict]) -> pd.DataFrame:
+    """One row per run (keyed by its label) from its `training.run_summary`: steps, wall time,
+    median throughput, and each metric's mean over the last steps."""
+    return pd.DataFrame(
+        [
+            {
+                "run": label,
+                "steps": summary["steps"],
+                "seconds": summary["seconds"],
+                "tokens/s": summary["tokens_per_s"],
+                **summary["final"],
+            }
+            for label, summary in summaries.items()
+        ]
+    )
+
+
+def held_out_implicit_reward(accuracies: Mapping[str, dict], pairs: int) -> pd.DataFrame:
+    """One row per run (keyed by its label): the implicit DPO reward's accuracy and mean margin
+    (`training.implicit_reward_accuracy`) on `pairs` held-out pairs."""
+    return pd.DataFrame(
+        [{"run": label, "pairs": pairs, **accuracy} for label, accuracy in accuracies.items()]
+    )
+
+
+# Notebook 05: samples of the reference policy, the runs trained on them, the reward model.
+
+
+def sample_summary(samples_by_set: Mapping, hybrid_scores: Mapping) -> pd.DataFrame:
+    """Per named set of sampled responses: samples, mean generated tokens, the share stopped at
+    the end of the turn, empty ones, and the mean and standard deviation of R_h (a tensor `[n]`
+    per set)."""
+    rows = []
+    for name, samples in samples_by_set.items():
+        scores = hybrid_scores[name]
+        rows.append(
+            {
+                "prompts": name,
+                "samples": len(samples),
+                "mean tokens": sum(s.num_tokens for s in samples) / len(samples),
+                "stopped at EOS": sum(s.finished for s in samples) / len(samples),
+                "empty": sum(s.empty for s in samples),
+                "R_h mean": float(scores.mean()),
+                "R_h std": float(scores.std()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def picked_sample_indices(responses: Sequence) -> pd.Series:
+    """How often best-of-N picked each sample index (R_h never sees the index)."""
+    picked = pd.Series([r.sample_index for r in responses]).value_counts().sort_index()
+    return picked.rename("picked sample index")
+
+
+def pair_confidence(gaps, gammas) -> pd.DataFrame:
+    """Re-ranked pairs (tensors `[pairs]`): the median R_h gap between chosen and rejected, and
+    the gamma (Eq 8) they start cDPO* with: mean and share above 0.99 (where cDPO* acts as DPO)."""
+    row = {
+        "pairs": len(gaps),
+        "R_h gap, median": float(gaps.median()),
+        "gamma, mean": float(gammas.mean()),
+        "share gamma > 0.99": float((gammas > 0.99).float().mean()),
+    }
+    return pd.DataFrame([row])
+
+
+RERANKED_RUN_METRICS = ("loss", "reward_accuracy", "reward_margin", "hybrid_accuracy", "gamma_mean")
+
+
+def reranked_runs(
+    metrics_by_run: Mapping[str, Sequence[dict]],
+    pairs: int,
+    metrics: Sequence[str] = RERANKED_RUN_METRICS,
+    window: int = 10,
+) -> pd.DataFrame:
+    """One row per run (keyed by its label) on `pairs` re-ranked pairs: steps, and each metric's
+    mean over the last `window` steps."""
+    rows = [
+        {
+            "run": label,
+            "pairs": pairs,
+            "steps": len(history),
+            **{
+                f"{k} (last {window} steps)": pd.Series([m[k] for m in history[-window:]]).mean()
+                for k in metrics
+            },
+        }
+        for label, history in metrics_by_run.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def reward_model_fit(
+    loss: Sequence[float], held_out_accuracy: float, test_pairs: int
+) -> pd.DataFrame:
+    """The reward model's Bradley-Terry fit: steps, first and last loss, held-out accuracy."""
+    row = {
+        "steps": len(loss),
+        "first loss": loss[0],
+        "last loss": loss[-1],
+        "held-out pairwise accuracy": held_out_accuracy,
+        "test pairs": test_pairs,
+    }
+    return pd.DataFrame([row])
+
+
+def online_rounds(metrics: Sequence[dict]) -> pd.DataFrame:
+    """Per online-DPO round: its pairs, and the mean loss, reward accuracy and margin of its
+    steps."""
+    means = {"pairs": "first", "loss": "mean", "reward_accuracy": "mean", "reward_margin": "mean"}
+    return pd.DataFrame(metrics).groupby("round")[list(means)].agg(means).reset_index()

@@ -13,11 +13,11 @@ from repsafe_lib.params import Params, load_params
 
 # The robustness audit, by category: every test of it is listed here (test_reliability.py holds those
 # that no other file owns). Listed tests carry the `reliability` marker, so `pytest -m reliability` runs
-# the audit, and the README's counts ("Reliability") are checked against this list, not written by hand.
+# the audit, and the counts in docs/reliability.md are checked against this list, not written by hand.
 RELIABILITY_TESTS = {
     "audit": [
         "test_reliability.py::test_audit_map_names_existing_tests",
-        "test_reliability.py::test_readme_states_the_audit_counts",
+        "test_reliability.py::test_docs_state_the_audit_counts",
     ],
     "determinism": [
         "test_pipeline.py::test_tiny_profile_runs_every_notebook_and_twice_gives_identical_artifacts",

@@ -14,6 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralFo
 
 from repsafe_lib.judges import (
     RefusalJudge,
+    category_codes,
     classify_refusal,
     classify_xstest,
     llama_guard_2_judge,
@@ -233,3 +234,10 @@ def test_guard_judges_run_end_to_end_on_random_models(
     _force_token(model, tokenizer("safe", add_special_tokens=False)["input_ids"][0])
     judge.max_new_tokens = 1  # the whole answer is then the single token "safe"
     assert [(r.unsafe, r.raw) for r in judge.judge(prompts, responses)] == [(False, "safe")] * 3
+
+
+def test_each_judge_reports_its_own_hazard_codes():
+    assert category_codes("md_judge") == ("O1", "O2", "O3", "O4", "O5", "O6")
+    assert category_codes("llama_guard_2") == tuple(f"S{i}" for i in range(1, 12))
+    # A judge that names no categories reports Llama Guard 2's, each as unavailable.
+    assert category_codes("refusal_proxy") == category_codes("llama_guard_2")

@@ -1,6 +1,6 @@
 """One writer per outputs directory: a second pipeline on a profile, or a second process running a
 notebook that another one is running, stops at once naming the holder; a killed holder leaves no
-stale lock (README, "Reliability")."""
+stale lock (docs/reliability.md)."""
 
 from __future__ import annotations
 

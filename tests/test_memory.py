@@ -122,8 +122,8 @@ def test_saved_activations_match_the_formula(tiny_params, mixed_precision, check
 
 
 def test_paper_profiles_fit_their_gpus():
-    """The README's numbers: full fine-tuning of Llama-2-7B fits one 141 GB H200, not an 80 GB
-    H100; paper-80gb.yaml (LoRA) fits 80 GB, online DPO included."""
+    """The numbers of docs/running-on-gpus.md: full fine-tuning of Llama-2-7B fits one 141 GB
+    H200, not an 80 GB H100; paper-80gb.yaml (LoRA) fits 80 GB, online DPO included."""
     shape = memory.KNOWN_SHAPES["meta-llama/Llama-2-7b-hf"]
     assert shape.total_params == 6_738_415_616  # Llama-2-7b-hf's parameter count
     totals = {}
@@ -150,7 +150,7 @@ def test_paper_80gb_is_the_paper_profile_with_lora():
 def test_readme_memory_table_is_what_the_formula_prints(capsys):
     from repsafe_lib.paths import repo_root
 
-    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
+    readme = (repo_root() / "docs" / "running-on-gpus.md").read_text(encoding="utf-8")
     for name in ("paper", "paper-80gb"):
         assert memory.main(["--params", f"params/{name}.yaml"]) == 0
         total = capsys.readouterr().out.splitlines()[-1]  # "| total | run | online | DDP |"

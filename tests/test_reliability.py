@@ -79,7 +79,7 @@ def repsafe_lines(stderr: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The audit itself: conftest's list names real tests, and the README's counts come from it.
+# The audit itself: conftest's list names real tests, and docs/reliability.md's counts come from it.
 
 
 def test_audit_map_names_existing_tests():
@@ -91,8 +91,8 @@ def test_audit_map_names_existing_tests():
             assert function in defined, f"conftest.RELIABILITY_TESTS names a missing test: {name}"
 
 
-# How the README names each category, in the order it lists them.
-README_CATEGORIES = {
+# How docs/reliability.md names each category, in the order it lists them.
+DOC_CATEGORIES = {
     "bad input": "bad input",
     "crash safety": "crash safety and resume",
     "determinism": "determinism",
@@ -105,7 +105,7 @@ README_CATEGORIES = {
 def audit_counts(collected: list[str]) -> dict[str, int]:
     """Collected test ids (`tests/test_x.py::test_y[case]`) per audit category."""
     category = {name: cat for cat, names in RELIABILITY_TESTS.items() for name in names}
-    counts = dict.fromkeys(README_CATEGORIES, 0)
+    counts = dict.fromkeys(DOC_CATEGORIES, 0)
     for node in collected:
         name = f"{Path(node.split('::')[0]).name}::{node.split('::')[1].split('[')[0]}"
         assert name in category, f"{name} carries the reliability marker but no audit category"
@@ -113,12 +113,12 @@ def audit_counts(collected: list[str]) -> dict[str, int]:
     return counts
 
 
-def readme_sentence(counts: dict[str, int]) -> str:
-    parts = [f"{counts[key]} {label}" for key, label in README_CATEGORIES.items()]
+def counts_sentence(counts: dict[str, int]) -> str:
+    parts = [f"{counts[key]} {label}" for key, label in DOC_CATEGORIES.items()]
     return f"({sum(counts.values())} collected: {', '.join(parts[:-1])}, and {parts[-1]})"
 
 
-def test_readme_states_the_audit_counts():
+def test_docs_state_the_audit_counts():
     collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "reliability"]
     listing = subprocess.run(
         [*collect, "-p", "no:cacheprovider", "tests"],
@@ -131,9 +131,9 @@ def test_readme_states_the_audit_counts():
     listed = {name for names in RELIABILITY_TESTS.values() for name in names}
     found = {f"{Path(n.split('::')[0]).name}::{n.split('::')[1].split('[')[0]}" for n in collected}
     assert listed <= found, f"listed but not collected: {sorted(listed - found)}"
-    sentence = readme_sentence(audit_counts(collected))
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert sentence in readme, f"the README's Reliability section should say {sentence}"
+    sentence = counts_sentence(audit_counts(collected))
+    page = " ".join((ROOT / "docs" / "reliability.md").read_text(encoding="utf-8").split())
+    assert sentence in page, f"docs/reliability.md should say {sentence}"
 
 
 # ---------------------------------------------------------------------------------------------

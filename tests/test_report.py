@@ -39,7 +39,7 @@ def test_published_table2_and_table3_shapes():
 @pytest.mark.slow
 def test_gathered_items_come_from_the_run_files_and_are_written_unchanged(tiny_run, tmp_path):
     items = results.gather(tiny_run)
-    assert [i.spec.key for i in items] == [s.key for s in results.SPECS]
+    assert [i.spec.key for i in items] == [s.key for s in results.PAPER_ITEMS]
     assert all(item.ran for item in items), [(i.spec.key, i.missing) for i in items]
     for item in items:
         for table in item.tables:
@@ -72,7 +72,7 @@ def test_a_table_per_judge_keeps_its_own_source(tmp_path):
         pd.DataFrame({"selection": ["top-1-ours"], "toxic_rate": [rate]}).to_csv(
             sampling / f"table2_{judge}.csv", index=False
         )
-    spec = next(s for s in results.SPECS if s.key == "table2")
+    spec = next(s for s in results.PAPER_ITEMS if s.key == "table2")
     item = results.gather_item(tmp_path, spec)
     assert [str(t.source) for t in item.tables] == [
         "05_sampling/table2_llama_guard_2.csv",
@@ -87,7 +87,7 @@ def test_a_table_per_judge_keeps_its_own_source(tmp_path):
 def test_fig1_and_fig6_come_in_the_papers_form_beside_the_suites_own(tmp_path):
     # Fig 1's after-alignment series and Fig 6's toxic rates of the top-k are the paper's items;
     # the probe figure and the pairwise form stay beside them as items of their own.
-    keys = [s.key for s in results.SPECS]
+    keys = [s.key for s in results.PAPER_ITEMS]
     assert keys.index("fig1") + 1 == keys.index("fig1_probes")
     assert keys.index("fig6") + 1 == keys.index("fig6_pairwise")
     evaluation_dir = tmp_path / "06_evaluation"
@@ -96,7 +96,7 @@ def test_fig1_and_fig6_come_in_the_papers_form_beside_the_suites_own(tmp_path):
         evaluation_dir / "fig6_top_k.csv", index=False
     )
     (evaluation_dir / "fig6_top_k.png").write_bytes(b"png")
-    spec = {s.key: s for s in results.SPECS}
+    spec = {s.key: s for s in results.PAPER_ITEMS}
     fig6 = results.gather_item(tmp_path, spec["fig6"])
     assert fig6.ran and [str(p) for p in fig6.sources] == [
         "06_evaluation/fig6_top_k.csv",
@@ -120,7 +120,7 @@ def test_readme_says_exactly_which_paper_items_are_regenerated():
     listed = re.search(r"regenerated — Tables ([\d, and]+) and Figs ([\d, and]+) —", readme)
     assert listed, "the README's sentence on what is regenerated"
     tables, figures = _numbers(listed.group(1)), _numbers(listed.group(2))
-    items = {re.match(r"(Fig|Table) \d+", s.title).group(0) for s in results.SPECS}
+    items = {re.match(r"(Fig|Table) \d+", s.title).group(0) for s in results.PAPER_ITEMS}
     assert items == {f"Table {n}" for n in tables} | {f"Fig {n}" for n in figures}
     not_regenerated = readme[listed.end() :].split("Not regenerated:", 1)[1].split(". ", 1)[0]
     missing = {int(n) for n in re.findall(r"Fig (\d+)\b", not_regenerated)}
@@ -147,7 +147,7 @@ def test_report_rebuilds_from_artifacts_and_lists_every_source(tiny_run, monkeyp
     for item in results.gather(tiny_run):
         assert all(str(source) in links for source in item.sources), item.spec.key
     assert len(re.findall(r'<img src="data:image/png;base64,', page)) == sum(
-        spec.figure is not None for spec in results.SPECS
+        spec.figure is not None for spec in results.PAPER_ITEMS
     )
     assert "executed/08_results.ipynb" in links and "not yet run" not in page
 
@@ -160,7 +160,7 @@ def test_report_loads_in_headless_chromium_without_errors(tiny_run):
     screenshot = paths.outputs_root() / "report-tiny-screenshot.png"
     check = check_page(tiny_run / "report" / "index.html", screenshot)
     assert check.console_errors == []
-    assert check.images == sum(spec.figure is not None for spec in results.SPECS)
+    assert check.images == sum(spec.figure is not None for spec in results.PAPER_ITEMS)
     assert check.broken_images == []
     assert check.title == "repsafe report: tiny"
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from repsafe_lib import reranking
+from repsafe_lib import reranking, reward_comparison
 from repsafe_lib.datasets import PreferencePair
 from repsafe_lib.hidden_states import extract_hidden_states, format_conversation
 from repsafe_lib.judges import JudgeRecord
@@ -78,15 +78,34 @@ def test_rerank_pairs_skip_ties_identical_texts_and_empty_samples():
     assert pairs == []  # a: identical texts; b: equal scores; c: one non-empty sample
 
 
+def test_pair_score_gaps_follow_the_pairs_in_the_scores_dtype():
+    scores = torch.tensor(SCORES)
+    gaps = reranking.pair_score_gaps(SAMPLES, scores, k=2)
+    assert reranking.rerank_indices(SAMPLES, SCORES, k=2) == [(1, 2), (3, 0), (4, 6), (5, 7)]
+    expected = [scores[1] - scores[2], scores[3] - scores[0], scores[4] - scores[6]]
+    expected.append(scores[5] - scores[7])
+    assert gaps.tolist() == [float(g) for g in expected]  # 3.0, 0.4, 5.0, 2.0 in float32
+    assert gaps.tolist()[1] == float(torch.tensor(0.5) - torch.tensor(0.1)) != 0.5 - 0.1
+
+
+def test_best_of_n_responses_answer_each_prompt_of_each_set_once():
+    other = [record("c", k) for k in range(2)]
+    chosen = reranking.best_of_n_responses(
+        {"set1": SAMPLES, "set2": other},
+        {"set1": torch.tensor(SCORES), "set2": torch.tensor([0.0, 1.0])},
+    )
+    assert chosen == [SAMPLES[1], SAMPLES[4], other[1]]
+
+
 def test_table2_rates_follow_the_selections():
     samples = [
-        reranking.ScoredResponse("before", "red_team", p, k, f"{p}{k}", 3, False, h, r)
+        reward_comparison.ScoredResponse("before", "red_team", p, k, f"{p}{k}", 3, False, h, r)
         for p, rows in {"a": [(1.0, 0.0), (0.0, 1.0)], "b": [(0.0, 0.0), (2.0, 3.0)]}.items()
         for k, (h, r) in enumerate(rows)
     ]
     unsafe = {"a0": True, "a1": False, "b0": True, "b1": False}
     verdicts = [JudgeRecord("refusal", unsafe[s.text], (), "") for s in samples]
-    table = reranking.table2(
+    table = reward_comparison.table2(
         samples,
         verdicts,
         judge="refusal",

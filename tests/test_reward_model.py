@@ -318,3 +318,79 @@ def test_cached_reward_model_reloads_onto_the_device_and_dtype_it_scores_in(
     assert {p.device.type for p in loaded.parameters()} == {"cpu"}
     assert {p.dtype for p in loaded.body.parameters()} == {torch.bfloat16}
     assert loaded.head.weight.dtype == torch.float32
+
+
+def test_cache_key_names_the_base_settings_recipe_pairs_and_seed(tiny_params):
+    key = reward_model.cache_key(
+        "weights-fp", tiny_params.sampling.reward_model, tiny_params.training, PAIRS[:2], 3
+    )
+    assert key == {
+        "base": "weights-fp",
+        "settings": "RewardModelParams(steps=4, batch_size=4, learning_rate=0.001, max_length=128)",
+        "recipe": ["no", "None", "fp32-master"],
+        "pairs": ["p0", "p1"],
+        "seed": 3,
+    }
+
+
+def _fit_options(tiny_params, tiny_model, **changes) -> dict:
+    settings = dataclasses.replace(tiny_params.sampling.reward_model, steps=3, max_length=64)
+    options = {
+        "base": tiny_model,
+        "model_params": tiny_params.model,
+        "training": tiny_params.training,
+        "settings": settings,
+        "pairs": PAIRS,
+        "seed": 0,
+    }
+    return options | changes
+
+
+def _scores(model, tokenizer) -> torch.Tensor:
+    prompts, responses = [p.prompt for p in PAIRS], [p.rejected for p in PAIRS]
+    return reward_model.score_responses(
+        model, tokenizer, prompts, responses, max_length=64, batch_size=4, progress=False
+    )
+
+
+def test_fit_or_load_trains_once_then_reloads_while_the_key_holds(
+    tiny_params, tiny_model, tmp_path, monkeypatch
+):
+    directory = tmp_path / "reward_model"
+    options = _fit_options(tiny_params, tiny_model)
+    fitted, curve = reward_model.fit_or_load(directory, **options)
+    assert len(curve.loss) == 3
+    assert curve.loss[0] == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)
+    saved = json.loads((directory / "reward_model.json").read_text())
+    assert saved["curve"] == {"loss": curve.loss, "accuracy": curve.accuracy}
+    assert saved["key"] == reward_model.cache_key(
+        tiny_model.fingerprint, options["settings"], tiny_params.training, PAIRS, 0
+    )
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although the saved key matches")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reward_model, "train_reward_model", no_training)
+        loaded, again = reward_model.fit_or_load(directory, **options)
+    assert again == curve
+    assert torch.equal(_scores(loaded, tiny_model.tokenizer), _scores(fitted, tiny_model.tokenizer))
+    reward_model.fit_or_load(directory, **(options | {"seed": 1}))  # another key: trained again
+    assert json.loads((directory / "reward_model.json").read_text())["key"]["seed"] == 1
+
+
+def test_fit_or_load_trains_again_over_a_cut_off_or_half_saved_model(
+    tiny_params, tiny_model, tmp_path
+):
+    directory = tmp_path / "reward_model"
+    options = _fit_options(tiny_params, tiny_model)
+    _, curve = reward_model.fit_or_load(directory, **options)
+    metadata = directory / "reward_model.json"
+    metadata.write_text(metadata.read_text()[:40])  # cut off: an edit by hand, a disk fault
+    staging = directory.with_name(f".{directory.name}.partial")
+    staging.mkdir()  # a save killed before its rename
+    (staging / "head.safetensors").write_bytes(b"cut")
+    _, again = reward_model.fit_or_load(directory, **options)
+    assert again == curve  # seeded: the same fit
+    assert not staging.exists()
+    assert json.loads(metadata.read_text())["curve"]["loss"] == curve.loss

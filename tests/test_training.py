@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import typing
 
 import pytest
 import torch
@@ -16,6 +18,8 @@ from repsafe_lib.datasets import PreferencePair
 from repsafe_lib.losses import dpo_loss, sequence_logprobs
 from repsafe_lib.models import load_model, load_reference
 from repsafe_lib.reward import HybridReward, HybridRewardConfig
+from repsafe_lib.training import loop as training_loop
+from repsafe_lib.training import objectives
 
 PAIRS = [
     PreferencePair(
@@ -81,7 +85,6 @@ def reference_for(tiny_params, tokenizer):
 
 def run(name, tiny_params, tokenizer, pairs, out_dir, **kwargs):
     model = kwargs.pop("model", None) or load_model(tiny_params.model, seed=tiny_params.seed).model
-    layers = list(range(1, model.config.num_hidden_layers + 1))
     options = {
         "reference": kwargs.pop("reference", None),
         "fold_rewards": kwargs.pop("fold_rewards", None),
@@ -93,13 +96,11 @@ def run(name, tiny_params, tokenizer, pairs, out_dir, **kwargs):
     return training.train_run(
         name,
         model=model,
-        pad_id=tokenizer.pad_token_id,
+        tokenizer=tokenizer,
         pairs=pairs,
         training=kwargs.pop("training", settings(tiny_params)),
         seed=0,
         out_dir=out_dir,
-        layers=layers,
-        tokenizer=tokenizer,
         progress=False,
         **options,
         **kwargs,
@@ -261,6 +262,100 @@ def test_nf4_reference_is_four_bit_frozen_and_scores(tiny_params, tiny_model, en
     assert 0 <= drift["margin_sign_flips"] <= 1
 
 
+# Objectives.
+
+
+def test_every_run_name_has_an_objective_that_owns_its_loss_and_refresh():
+    from repsafe_lib.params import SamplingRun, TrainingRun
+
+    trained = {*typing.get_args(TrainingRun), *typing.get_args(SamplingRun)} - {"rs_star"}
+    assert {name: training.objective_of(name).name for name in sorted(trained)} == {
+        "cdpo": "cdpo",
+        "cdpo_crossfit": "cdpo",
+        "cdpo_star": "cdpo",
+        "dpo": "dpo",
+        "dpo_star": "dpo",
+        "online": "dpo",
+        "sft": "sft",
+    }
+    assert training.CROSS_FITTED_RUNS == {"cdpo_crossfit"}
+    assert {n for n, o in training.OBJECTIVES.items() if o.refreshes_reward} == {"cdpo"}
+    assert {n for n, o in training.OBJECTIVES.items() if o.needs_reference} == {"dpo", "cdpo"}
+    assert training.objective_of("dpo_star", "cdpo") is training.OBJECTIVES["cdpo"]
+    with pytest.raises(ValueError, match="unknown objective 'ppo'"):
+        training.objective_of("dpo", "ppo")
+    with pytest.raises(ValueError, match="unknown run 'ppo'"):
+        training.objective_of("ppo")
+
+
+def test_objective_losses_and_metrics_by_value():
+    sft, dpo, cdpo = (training.OBJECTIVES[name] for name in ("sft", "dpo", "cdpo"))
+    nll = {"nll_sum": torch.tensor([3.0, 5.0]), "tokens": torch.tensor([2, 6])}
+    assert sft.loss(nll).item() == 1.0 and sft.metrics(nll) == {"loss": 1.0}
+    assert dpo.loss({"margin": torch.zeros(3)}).item() == pytest.approx(math.log(2))
+    merged = {
+        "margin": torch.tensor([-1.0, 2.0]),
+        "chosen_reward": torch.tensor([1.0, 3.0]),
+        "rejected_reward": torch.tensor([2.0, 1.0]),
+        "r_chosen": torch.tensor([1.0, 0.0]),
+        "r_rejected": torch.tensor([0.0, 3.0]),
+        "gamma": torch.tensor([0.75, 0.25]),
+    }
+    by_hand = (
+        -(
+            0.75 * math.log(torch.sigmoid(torch.tensor(-1.0)).item())
+            + 0.25 * math.log(torch.sigmoid(torch.tensor(1.0)).item())
+            + 0.25 * math.log(torch.sigmoid(torch.tensor(2.0)).item())
+            + 0.75 * math.log(torch.sigmoid(torch.tensor(-2.0)).item())
+        )
+        / 2
+    )
+    row = cdpo.metrics(merged)
+    assert row["loss"] == pytest.approx(by_hand, rel=1e-6)
+    assert list(row) == [  # the column order of every metrics.jsonl
+        "loss",
+        "reward_accuracy",
+        "reward_margin",
+        "chosen_reward",
+        "rejected_reward",
+        "hybrid_accuracy",
+        "hybrid_margin",
+        "gamma_mean",
+        "gamma_below_half",
+    ]
+    assert (row["reward_accuracy"], row["reward_margin"], row["chosen_reward"]) == (0.5, 0.5, 2.0)
+    assert (row["hybrid_accuracy"], row["hybrid_margin"], row["gamma_mean"]) == (0.5, -1.0, 0.5)
+    assert row["gamma_below_half"] == 0.5
+    assert dpo.metrics(merged)["loss"] == pytest.approx(dpo.loss(merged).item())  # gamma: monitor
+    with_gamma_one = {**merged, "gamma": torch.ones(2)}
+    assert cdpo.loss(with_gamma_one).item() == pytest.approx(dpo.loss(merged).item())
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "problem"),
+    [
+        ("dpo", {}, "run 'dpo' needs a reference"),
+        ("cdpo", {"reference": print}, r"run 'cdpo' \(cDPO\) needs the hybrid rewards"),
+        ("cdpo_star", {"reference": print}, r"run 'cdpo_star' \(cDPO\) needs the hybrid rewards"),
+    ],
+)
+def test_a_run_missing_what_its_objective_needs_stops_before_it_starts(
+    name, given, problem, tmp_path
+):
+    with pytest.raises(ValueError, match=problem):
+        training.train_run(
+            name,
+            model=None,
+            tokenizer=None,
+            pairs=[],
+            training=None,
+            seed=0,
+            out_dir=tmp_path / "x",
+            **given,
+        )
+    assert not (tmp_path / "x").exists()
+
+
 # Training.
 
 
@@ -360,7 +455,7 @@ def test_gradient_accumulation_gives_the_same_step(tiny_params, tiny_model, enco
 def test_resume_equals_uninterrupted(name, tiny_params, tiny_model, encoded, tmp_path):
     tokenizer = tiny_model.tokenizer
     whole = run(name, tiny_params, tokenizer, encoded, tmp_path / "whole")
-    stopped = run(name, tiny_params, tokenizer, encoded, tmp_path / "split", stop_after=3)
+    stopped = run(name, tiny_params, tokenizer, encoded, tmp_path / "split", _stop_after=3)
     assert stopped.policy_dir is None and len(stopped.metrics) == 3
     assert training.latest_checkpoint(tmp_path / "split" / "checkpoints").name == "step-000002"
     resumed = run(name, tiny_params, tokenizer, encoded, tmp_path / "split")
@@ -376,7 +471,7 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(
     tiny_params, tiny_model, encoded, tmp_path
 ):
     tokenizer = tiny_model.tokenizer
-    run("sft", tiny_params, tokenizer, encoded, tmp_path, stop_after=3)
+    run("sft", tiny_params, tokenizer, encoded, tmp_path, _stop_after=3)
     other = settings(tiny_params, learning_rate=5e-4)
     result = run("sft", tiny_params, tokenizer, encoded, tmp_path, training=other)
     fresh = run("sft", tiny_params, tokenizer, encoded, tmp_path / "fresh", training=other)
@@ -407,7 +502,7 @@ def test_a_metrics_line_cut_off_by_a_kill_is_dropped_on_resume(
     tiny_params, tiny_model, encoded, tmp_path, caplog
 ):
     tokenizer = tiny_model.tokenizer
-    run("sft", tiny_params, tokenizer, encoded, tmp_path, stop_after=3)  # checkpoint: step 2
+    run("sft", tiny_params, tokenizer, encoded, tmp_path, _stop_after=3)  # checkpoint: step 2
     log = tmp_path / "metrics.jsonl"
     logged = log.read_text().splitlines()
     with log.open("a") as handle:
@@ -435,7 +530,7 @@ def test_a_metrics_log_that_disagrees_with_the_checkpoint_names_file_and_line(
     damage, problem, tiny_params, tiny_model, encoded, tmp_path
 ):
     tokenizer = tiny_model.tokenizer
-    run("sft", tiny_params, tokenizer, encoded, tmp_path, stop_after=3)  # checkpoint: step 2
+    run("sft", tiny_params, tokenizer, encoded, tmp_path, _stop_after=3)  # checkpoint: step 2
     log = tmp_path / "metrics.jsonl"
     first, second, third = log.read_text().splitlines()
     damaged = {
@@ -464,7 +559,7 @@ def test_ctrl_c_keeps_the_newest_checkpoint_and_says_how_to_resume(
         tiny_params, tmp_path / "04_training", max_length=16, max_steps=4
     )
     checkpoints = setup.directory / "cdpo" / "checkpoints"
-    finish_step, calls, kept = training._finish_step, [], {}
+    finish_step, calls, kept = training_loop.finish_step, [], {}
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -476,7 +571,7 @@ def test_ctrl_c_keeps_the_newest_checkpoint_and_says_how_to_resume(
             raise KeyboardInterrupt
         return finish_step(*args, **kwargs)
 
-    monkeypatch.setattr(training, "_finish_step", interrupted)
+    monkeypatch.setattr(training_loop, "finish_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         training.run_training("cdpo", setup, progress=False)
     again = (
@@ -493,7 +588,7 @@ def test_ctrl_c_keeps_the_newest_checkpoint_and_says_how_to_resume(
     assert expected in capsys.readouterr().err.splitlines()
     assert training.latest_checkpoint(checkpoints) == newest
     assert {p: p.read_bytes() for p in newest.rglob("*") if p.is_file()} == kept
-    monkeypatch.setattr(training, "_finish_step", finish_step)
+    monkeypatch.setattr(training_loop, "finish_step", finish_step)
     resumed = training.run_training("cdpo", setup, progress=False)
     assert resumed.resumed_from == 2 and [m["step"] for m in resumed.metrics] == [0, 1, 2, 3]
 
@@ -588,6 +683,30 @@ def base_states(tiny_model, params, pairs):
     )
 
 
+def test_gamma_at_start_comes_from_the_rewards_each_gamma_run_starts_from(
+    tiny_params, tiny_model, tmp_path
+):
+    from types import SimpleNamespace
+
+    from repsafe_lib.losses import preference_confidence
+    from repsafe_lib.reward import load_hybrid_reward
+
+    params, setup = single_reward_setup(tiny_params, tmp_path, max_length=256, max_steps=1)
+    chosen, rejected = base_states(tiny_model, params, PAIRS)
+    examples = [  # notebook 01's rows: rejected sides first, so rows are looked up by id
+        SimpleNamespace(example_id=f"{p.pair_id}:{side}")
+        for side in ("rejected", "chosen")
+        for p in PAIRS
+    ]
+    states = torch.cat([rejected, chosen])
+    gamma = training.gamma_at_start(setup, states, examples, ["sft", "dpo", "cdpo"])
+    saved = load_hybrid_reward(tmp_path / "hybrid_reward")
+    with torch.no_grad():
+        expected = preference_confidence(saved(chosen), saved(rejected), params.reward.alpha)
+    assert list(gamma) == ["cdpo"]
+    torch.testing.assert_close(gamma["cdpo"], expected)
+
+
 def test_training_reads_the_truncation_r_h_was_fit_on(tiny_params, tiny_model, tmp_path):
     params, setup = single_reward_setup(tiny_params, tmp_path, max_length=12, max_steps=1)
     for pair, encoded in zip(PAIRS, setup.pairs, strict=True):
@@ -612,7 +731,7 @@ def test_paper_cdpo_takes_gamma_from_the_single_reward_and_refreshes_it_on_every
         gammas.append(preference_confidence(*args))
         return gammas[-1]
 
-    monkeypatch.setattr(training, "preference_confidence", recorded)
+    monkeypatch.setattr(objectives, "preference_confidence", recorded)
     result = training.run_training("cdpo", setup, progress=False)
     schedule = training.batch_schedule(len(PAIRS), 4, 2, params.seed)
     chosen, rejected = base_states(tiny_model, params, [PAIRS[i] for i in schedule[0]])

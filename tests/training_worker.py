@@ -26,6 +26,7 @@ from repsafe_lib.datasets import PreferencePair
 from repsafe_lib.models import load_model
 from repsafe_lib.params import load_params
 from repsafe_lib.reward import HybridReward, HybridRewardConfig
+from repsafe_lib.training import checkpoints
 
 STAGES = ("training", "checkpointing")
 COMPLETE = "complete"
@@ -61,15 +62,13 @@ def worker_run(out_dir: str | Path, reference_hook=None) -> training.RunResult:
     return training.train_run(
         "cdpo",
         model=model.model,
-        pad_id=model.tokenizer.pad_token_id,
+        tokenizer=model.tokenizer,
         pairs=pairs,
         training=settings,
         seed=params.seed,
         out_dir=out_dir,
         reference=reference_hook(reference) if reference_hook else reference,
         fold_rewards=fold_rewards,
-        layers=layers,
-        tokenizer=model.tokenizer,
         progress=False,
     )
 
@@ -96,7 +95,7 @@ def stop_in_step(step: int):
 
 
 def stop_half_way_through_checkpoint(step: int) -> None:
-    real_save = training.save_file
+    real_save = checkpoints.save_file
 
     def half_written(tensors, filename, metadata=None):
         real_save(tensors, filename, metadata=metadata)
@@ -105,7 +104,7 @@ def stop_half_way_through_checkpoint(step: int) -> None:
             Path(filename).write_bytes(data[: len(data) // 2])
             wait_to_be_killed()
 
-    training.save_file = half_written
+    checkpoints.save_file = half_written
 
 
 def main(out_dir: str, stage: str) -> None:

@@ -1,0 +1,183 @@
+"""Checkpoints of a training run, safetensors + JSON only (no pickles): the trainable weights, the
+optimiser state, every R_h with its optimiser, the RNG states and the step.
+
+Each is written to a temporary directory and renamed into place, so a checkpoint is complete or
+absent; only the newest is kept. A run resumes from one only when its `run_key` (the run, its
+settings and seed, the pairs, the policy's architecture, the rewards it starts from) matches, and
+then ends where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from repsafe_lib.artifacts import write_json
+from repsafe_lib.reward import load_hybrid_reward, save_hybrid_reward
+from repsafe_lib.training.batches import EncodedPair
+from repsafe_lib.training.fold_rewards import FoldRewards
+
+
+def _optimizer_tensors(optimiser: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
+    state = optimiser.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    groups = [{k: v for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _load_optimizer(optimiser, tensors: dict, meta: dict, prefix: str) -> None:
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + "."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in meta["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimiser.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable parameters by name, each storage once (tied embeddings are one tensor)."""
+    seen, out = set(), {}
+    for name, param in model.named_parameters():
+        if param.requires_grad and param.data_ptr() not in seen:
+            seen.add(param.data_ptr())
+            out[name] = param.detach().cpu().contiguous()
+    return out
+
+
+def _rng_state() -> tuple[dict, dict]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    np_state = np.random.get_state()
+    meta = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict, meta: dict) -> None:
+    torch.set_rng_state(tensors["torch"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("cuda."))]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = meta["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+
+
+def save_checkpoint(
+    directory: Path,
+    *,
+    step: int,
+    model: nn.Module,
+    optimiser,
+    fold_rewards: FoldRewards | None,
+    run_key: str = "",
+) -> Path:
+    """`directory/step-XXXXXX/`, complete or absent: written beside and renamed into place."""
+    target = directory / f"step-{step:06d}"
+    staging = directory / f".step-{step:06d}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file(trainable_state(model), staging / "trainable.safetensors")
+    tensors, meta = _optimizer_tensors(optimiser, "policy")
+    rng_tensors, rng_meta = _rng_state()
+    state = {
+        "step": step,
+        "run_key": run_key,
+        "optimiser": meta,
+        "rng": rng_meta,
+        "reward_optimisers": [],
+    }
+    if fold_rewards is not None:
+        for f, (reward, opt) in enumerate(
+            zip(fold_rewards.rewards, fold_rewards.optimisers, strict=True)
+        ):
+            save_hybrid_reward(reward, staging / f"reward-{f}")
+            reward_tensors, reward_meta = _optimizer_tensors(opt, f"reward{f}")
+            tensors.update(reward_tensors)
+            state["reward_optimisers"].append(reward_meta)
+    save_file(tensors, staging / "optimiser.safetensors")
+    save_file({f"rng.{k}": v for k, v in rng_tensors.items()}, staging / "rng.safetensors")
+    write_json(staging / "state.json", state)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    for old in sorted(directory.glob("step-*"))[:-1]:  # keep only the newest
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def run_key(
+    name: str,
+    training,
+    seed: int,
+    pairs: Sequence[EncodedPair],
+    model: nn.Module,
+    fold_rewards: FoldRewards | None,
+) -> str:
+    """What a checkpoint must match to be resumed: the run, its settings and seed, the pairs, the
+    policy's architecture and the rewards it starts from."""
+    config = getattr(model, "config", None)
+    architecture = config.to_json_string(use_diff=False) if config is not None else ""
+    digest = hashlib.sha256(json.dumps([name, repr(training), seed, architecture]).encode())
+    for pair in pairs:
+        digest.update(json.dumps([pair.pair_id, pair.fold, pair.chosen, pair.rejected]).encode())
+    for reward in fold_rewards.rewards if fold_rewards is not None else ():
+        for tensor in reward.state_dict().values():
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def checkpoint_key(path: Path) -> str | None:
+    return json.loads((path / "state.json").read_text(encoding="utf-8")).get("run_key")
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    complete = [d for d in sorted(directory.glob("step-*")) if (d / "state.json").is_file()]
+    return complete[-1] if complete else None
+
+
+def load_checkpoint(
+    path: Path, *, model: nn.Module, optimiser, fold_rewards: FoldRewards | None
+) -> int:
+    """Restore what `save_checkpoint` wrote; returns the step to continue from."""
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    weights = load_file(path / "trainable.safetensors")
+    expected = trainable_state(model)
+    if set(weights) != set(expected):
+        raise ValueError(f"{path}: checkpoint weights do not match the model being trained")
+    model.load_state_dict(weights, strict=False)
+    tensors = load_file(path / "optimiser.safetensors")
+    _load_optimizer(optimiser, tensors, state["optimiser"], "policy")
+    if fold_rewards is not None:
+        for f in range(len(fold_rewards.rewards)):
+            loaded = load_hybrid_reward(path / f"reward-{f}")
+            fold_rewards.rewards[f].load_state_dict(loaded.state_dict())
+            _load_optimizer(
+                fold_rewards.optimisers[f], tensors, state["reward_optimisers"][f], f"reward{f}"
+            )
+    rng = {k.removeprefix("rng."): v for k, v in load_file(path / "rng.safetensors").items()}
+    _set_rng_state(rng, state["rng"])
+    return int(state["step"])
