@@ -17,13 +17,15 @@ LAB_STAMP := $(ENV_DIR)/.repsafe-lab-installed
 # JupyterLab refuses to run as root (containers often do) unless told it may.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help install reproduce report test lab lint clean
+.PHONY: help install reproduce report test test-fast nbval lab lint clean
 
 help:
 	@echo "make reproduce [PROFILE=tiny|smol|paper|paper-80gb|rehearsal]  run every notebook (default: smol)"
 	@echo "                                         into outputs/<profile>/"
 	@echo "make report [PROFILE=...]                rebuild outputs/<profile>/report/index.html from existing artifacts"
-	@echo "make test                                lint, unit tests + nbval over every notebook on the tiny profile"
+	@echo "make test                                lint and every test, the tiny and rehearsal pipelines included"
+	@echo "make test-fast                           lint and the tests not marked slow (no full pipeline run)"
+	@echo "make nbval                               every notebook on the tiny profile under nbval, cell by cell"
 	@echo "make lab                                 JupyterLab at the repository root, on the suite's environment"
 	@echo "make lint                                ruff check and ruff format --check over the library, tests,"
 	@echo "                                         benchmarks, scripts and notebooks"
@@ -51,12 +53,22 @@ reproduce: install
 report: install
 	$(BIN)/python -m repsafe_lib.report --params params/$(PROFILE).yaml
 
-test: install
-	$(BIN)/ruff check $(LINT_PATHS)
-	$(BIN)/ruff format --check $(LINT_PATHS)
+# The tests run the tiny pipeline once, through papermill, and check every executed notebook from
+# that run (tests/test_pipeline.py), so nbval's own pass over the notebooks is a separate target.
+test: lint
 	rm -rf $(TEST_OUTPUTS)
 	REPSAFE_PARAMS=params/tiny.yaml REPSAFE_OUTPUTS=$(TEST_OUTPUTS) \
-		$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(PYTEST_ARGS)
+		$(BIN)/python -m pytest tests -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: lint
+	rm -rf $(TEST_OUTPUTS)
+	REPSAFE_PARAMS=params/tiny.yaml REPSAFE_OUTPUTS=$(TEST_OUTPUTS) \
+		$(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+
+nbval: install
+	rm -rf $(TEST_OUTPUTS)
+	REPSAFE_PARAMS=params/tiny.yaml REPSAFE_OUTPUTS=$(TEST_OUTPUTS) \
+		$(BIN)/python -m pytest notebooks --nbval-lax -p no:cacheprovider $(PYTEST_ARGS)
 
 $(LAB_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e ".[dev,train,lab]"

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from repsafe_lib import hidden_states as hs
-from repsafe_lib.datasets import load_configured, to_labeled_responses
+from repsafe_lib.loaders import load_configured, to_labeled_responses
 from repsafe_lib.models import load_model
 from repsafe_lib.params import load_params
 

@@ -20,8 +20,8 @@ import platform
 import torch
 
 from repsafe_lib import compute_cost
-from repsafe_lib.datasets import load_configured
 from repsafe_lib.hidden_states import format_prompt
+from repsafe_lib.loaders import load_configured
 from repsafe_lib.models import load_model
 from repsafe_lib.params import load_params
 from repsafe_lib.training import refreshed_rewards

@@ -47,13 +47,14 @@ import torch
 import transformers
 
 from repsafe_lib.compute_cost import random_hybrid_reward
-from repsafe_lib.datasets import EvalPrompt, load_configured
 from repsafe_lib.hidden_states import format_prompt
+from repsafe_lib.loaders import load_configured
 from repsafe_lib.losses import margin_bt_loss
 from repsafe_lib.models import LoadedModel, load_model
 from repsafe_lib.params import load_params
-from repsafe_lib.reward_model import ScalarRewardModel, score_responses
+from repsafe_lib.records import EvalPrompt
 from repsafe_lib.sampling import ResponseRecord, generate_responses
+from repsafe_lib.scalar_reward_model import ScalarRewardModel, score_responses
 
 TEMPERATURE, TOP_P, SEED = 1.0, 0.9, 0
 WARMUP_TOKENS = 4

@@ -59,11 +59,12 @@ from pathlib import Path
 
 import torch
 
-from repsafe_lib.datasets import PreferencePair, load_configured
 from repsafe_lib.hidden_states import format_prompt
+from repsafe_lib.hybrid_reward import HybridReward, HybridRewardConfig
+from repsafe_lib.loaders import load_configured
 from repsafe_lib.models import load_model, load_reference, load_tokenizer
 from repsafe_lib.params import ModelParams, load_params
-from repsafe_lib.reward import HybridReward, HybridRewardConfig
+from repsafe_lib.records import PreferencePair
 from repsafe_lib.training import (
     FoldRewards,
     OnTheFlyReference,

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -105,6 +106,37 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, *, shared: bool = False) -> Iterator[Path]:
+    """Yield an empty staging directory beside `path`; on success it replaces `path` whole, else
+    it is deleted, so the directory is complete or absent.
+
+    One writer (`shared=False`) stages under a fixed name, so a staging directory left by a
+    killed writer is cleared by the next. A `shared` cache (one machine-wide model cache) may be
+    filled by several processes at once: each stages under its own name and the first to finish
+    wins, the others' copies are dropped.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if shared:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    else:
+        staging = path.with_name(f".{path.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    try:
+        yield staging
+        if not shared:
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            staging.rename(path)
+        except OSError:
+            if not (shared and path.exists()):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str) -> Path:

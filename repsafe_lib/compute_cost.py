@@ -18,14 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
 from repsafe_lib.hidden_states import format_prompt
-from repsafe_lib.plots import use_style
-from repsafe_lib.reward import HybridReward, HybridRewardConfig
-from repsafe_lib.reward_model import ScalarRewardModel
+from repsafe_lib.hybrid_reward import HybridReward, HybridRewardConfig
+from repsafe_lib.scalar_reward_model import ScalarRewardModel
 
 if TYPE_CHECKING:
     from repsafe_lib.training import FoldRewards
@@ -187,27 +185,3 @@ def analytic_costs(shape: ModelShape, prompt_tokens: int, lengths: Sequence[int]
             }
         )
     return pd.DataFrame(rows)
-
-
-def plot_fig7(measured: pd.DataFrame, analytic: pd.DataFrame, model_name: str) -> plt.Figure:
-    """Fig 7: per-sample cost of online sampling vs ours, measured (left) and for Llama-2-7B in
-    FLOPs (right), log scale; solid circles = online, dashed triangles = ours (grayscale-safe)."""
-    use_style()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.2))
-    panels = (
-        (left, measured, "online_s", "ours_s", f"measured, {model_name}", "seconds per sample"),
-        (right, analytic, "online_flops", "ours_flops", "analytic, Llama-2-7B", "FLOPs per sample"),
-    )
-    for ax, frame, online, ours, title, ylabel in panels:
-        ax.plot(frame["new_tokens"], frame[online], "o-", color="#1f5fa8", label="online sampling")
-        ax.plot(frame["new_tokens"], frame[ours], "^--", color="#c0392b", label="ours (R_h)")
-        ax.set(xscale="log", yscale="log", xlabel="new tokens per response", ylabel=ylabel)
-        ax.set_title(
-            f"{title}: {frame['orders_of_magnitude'].min():.1f}"
-            f"-{frame['orders_of_magnitude'].max():.1f} orders"
-        )
-        ax.set_xticks(list(frame["new_tokens"]), [str(t) for t in frame["new_tokens"]])
-        ax.minorticks_off()
-    left.legend(loc="center right")
-    fig.tight_layout()
-    return fig

@@ -12,8 +12,6 @@ so no `[B, T, L, d]` tensor ever exists and the LM head is never run.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,14 +19,24 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from repsafe_lib.artifacts import atomic_path, read_json
-from repsafe_lib.datasets import PreferencePair, to_labeled_responses
+from repsafe_lib.artifacts import read_json
+from repsafe_lib.caching import (
+    CacheFormat,
+    cached,
+    canonical_json,
+    key_digest,
+    key_metadata,
+    load_cached,
+    tensor_file_key,
+    text_digests,
+)
+from repsafe_lib.loaders import to_labeled_responses
+from repsafe_lib.records import PreferencePair
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +227,6 @@ def states_cache_key(
     model_fingerprint: str, texts: Sequence[str], layers: Sequence[int], max_length: int
 ) -> str:
     """Hash of everything a cached state depends on: weights, exact texts, layers, truncation."""
-    digest = hashlib.sha256()
     header = {
         "model": model_fingerprint,
         "layers": list(layers),
@@ -227,32 +234,50 @@ def states_cache_key(
         "convention": STATE_CONVENTION,
         "n": len(texts),
     }
-    digest.update(json.dumps(header, sort_keys=True).encode())
-    for text in texts:
-        digest.update(hashlib.sha256(text.encode()).digest())
-    return digest.hexdigest()
+    return key_digest(canonical_json(header), text_digests(texts))
 
 
-def _read_cached(path: Path, key: str, shape: tuple[int, int, int]) -> torch.Tensor | None:
-    """The cached tensor if the file is intact, matches key and shape and holds only finite
-    values (a NaN or inf payload under an intact header is as corrupt as a cut-off file), else None."""
-    if not path.exists():
-        return None
-    try:
-        with safe_open(path, framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            names = set(handle.keys())
-            states = handle.get_tensor("states") if "states" in names else None
-    except (SafetensorError, OSError, ValueError) as error:
-        log.warning("hidden-state cache %s is unreadable (%s); recomputing", path, error)
-        return None
-    if metadata.get("key") != key or states is None or tuple(states.shape) != shape:
-        log.warning("hidden-state cache %s is stale; recomputing", path)
-        return None
+def _load_states(path: Path) -> torch.Tensor:
+    return load_file(path)["states"].float()
+
+
+def _save_states(tmp: Path, stored: torch.Tensor, key: str) -> torch.Tensor:
+    # `save_file` is looked up here at call time: the crash tests stop it half-way.
+    save_file({"states": stored}, tmp, metadata=key_metadata(key))
+    return stored.float()
+
+
+def _states_problem(states: torch.Tensor, shape: tuple[int, int, int]) -> str | None:
+    """A cache of another shape, or holding NaN or inf under an intact header, is not used."""
+    if tuple(states.shape) != shape:
+        return f"states of shape {tuple(states.shape)}, not {shape}"
     if not torch.isfinite(states).all():
-        log.warning("hidden-state cache %s holds NaN or inf values; recomputing", path)
-        return None
-    return states.float()
+        return "holds NaN or inf values"
+    return None
+
+
+def states_cache(shape: tuple[int, int, int]) -> CacheFormat[torch.Tensor]:
+    """Float16 safetensors `{"states": [n, L, d]}` with the key in the metadata."""
+    return CacheFormat(
+        what="hidden-state cache",
+        load=_load_states,
+        save=_save_states,
+        recorded_key=tensor_file_key,
+        problem=lambda states: _states_problem(states, shape),
+    )
+
+
+def _float16(states: torch.Tensor, path: Path) -> torch.Tensor:
+    """The states as the cache stores them; refused where float16 can't hold them (such a file
+    would be refused on every load)."""
+    stored = states.to(torch.float16).contiguous()
+    if not torch.isfinite(stored).all():
+        peak = states.nan_to_num(nan=0.0).abs().max().item()
+        raise ValueError(
+            f"{path}: hidden states hold NaN or values beyond the float16 cache's range (largest"
+            f" magnitude {peak:.3g}); check the model's weights or choose other extraction.layers"
+        )
+    return stored
 
 
 class CachedStates(NamedTuple):
@@ -277,38 +302,23 @@ def cached_hidden_states(
 
     A second call with the same inputs loads the file without touching the model; a stale, truncated
     or corrupt file, or one holding NaN or inf, is recomputed and replaced (written atomically).
+    The values returned are the stored ones, so the first run and every rerun see the same numbers.
     """
     key = states_cache_key(model_fingerprint, texts, layers, max_length)
     path = Path(cache_dir) / f"states-{key[:24]}.safetensors"
     shape = (len(texts), len(layers), model.config.hidden_size)
-    cached = _read_cached(path, key, shape)
-    if cached is not None:
-        return CachedStates(cached, path, key)
-    states = extract_hidden_states(
-        model,
-        tokenizer,
-        texts,
-        layers=layers,
-        max_length=max_length,
-        batch_size=batch_size,
-        progress=progress,
-    )
-    stored = states.to(torch.float16).contiguous()
-    if not torch.isfinite(stored).all():  # such a file would be refused on every load
-        peak = states.nan_to_num(nan=0.0).abs().max().item()
-        raise ValueError(
-            f"{path}: hidden states hold NaN or values beyond the float16 cache's range (largest"
-            f" magnitude {peak:.3g}); check the model's weights or choose other extraction.layers"
-        )
-    with atomic_path(path) as tmp:
-        save_file({"states": stored}, tmp, metadata={"key": key})
-    # Return what the cache holds, so the first run and every rerun see the same numbers.
-    return CachedStates(stored.float(), path, key)
+
+    def extract() -> torch.Tensor:
+        options = dict(layers=layers, max_length=max_length, batch_size=batch_size)
+        states = extract_hidden_states(model, tokenizer, texts, **options, progress=progress)
+        return _float16(states, path)
+
+    return CachedStates(cached(path, key, states_cache(shape), extract), path, key)
 
 
 def read_cached_states(path: str | Path, key: str, shape: tuple[int, int, int]) -> torch.Tensor:
     """States written by `cached_hidden_states`, for notebooks that must not reload the model."""
-    states = _read_cached(Path(path), key, shape)
+    states = load_cached(path, key, states_cache(shape))
     if states is None:
         raise FileNotFoundError(
             f"{path} is missing, stale or corrupt: rerun notebook 01_representations"

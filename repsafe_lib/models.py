@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -27,6 +25,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from repsafe_lib.caching import cached, file_chunks, key_digest, pretrained_cache
 from repsafe_lib.params import ModelParams
 from repsafe_lib.paths import cache_root
 
@@ -109,11 +108,7 @@ def find_packaged_gguf(distribution: str) -> Path:
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return key_digest(file_chunks(path, chunk_size))
 
 
 def _strip_gguf_quantization(model: PreTrainedModel) -> None:
@@ -124,28 +119,16 @@ def _strip_gguf_quantization(model: PreTrainedModel) -> None:
     model.is_quantized = False
 
 
-def _convert_gguf(gguf_path: Path, target: Path, with_model: bool) -> None:
-    """De-quantise a GGUF file once into a transformers directory (written atomically)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        kwargs = {"gguf_file": gguf_path.name, **OWN_FILES}
-        AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs).save_pretrained(staging)
-        if with_model:
-            log.info(
-                "converting %s once (de-quantising; later loads use the cache)", gguf_path.name
-            )
-            model = AutoModelForCausalLM.from_pretrained(
-                gguf_path.parent, dtype=torch.float32, **kwargs
-            )
-            _strip_gguf_quantization(model)
-            model.save_pretrained(staging)
-        staging.rename(target)
-    except OSError:
-        if not target.exists():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def _dequantise_gguf(gguf_path: Path, with_model: bool) -> tuple:
+    """The GGUF file's tokenizer and, `with_model`, its weights de-quantised to float32."""
+    kwargs = {"gguf_file": gguf_path.name, **OWN_FILES}
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+    if not with_model:
+        return (tokenizer,)
+    log.info("converting %s once (de-quantising; later loads use the cache)", gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+    _strip_gguf_quantization(model)
+    return tokenizer, model
 
 
 def converted_gguf_dir(gguf_path: Path, *, with_model: bool = True) -> tuple[Path, str]:
@@ -153,8 +136,8 @@ def converted_gguf_dir(gguf_path: Path, *, with_model: bool = True) -> tuple[Pat
     sha = file_sha256(gguf_path)
     kind = "model" if with_model else "tokenizer"
     target = cache_root() / "gguf" / f"{gguf_path.stem}-{sha[:16]}-{kind}"
-    if not (target / "tokenizer_config.json").exists():
-        _convert_gguf(gguf_path, target, with_model)
+    cache = pretrained_cache("GGUF conversion", "tokenizer_config.json")
+    cached(target, sha, cache, lambda: _dequantise_gguf(gguf_path, with_model))
     return target, sha
 
 
@@ -301,17 +284,10 @@ def tiny_model_dir(spec: ModelParams, seed: int) -> tuple[Path, str]:
         answer_only_with(model, verdict_token_ids(tokenizer, spec.tiny.verdicts), seed)
         extras += f"|verdicts={list(spec.tiny.verdicts)}"
     config_blob = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
-    fingerprint = hashlib.sha256(f"{config_blob}|seed={seed}{extras}".encode()).hexdigest()
+    fingerprint = key_digest(f"{config_blob}|seed={seed}{extras}".encode())
     target = cache_root() / "tiny-models" / fingerprint[:16]  # weights and tokenizer
-    if not (target / "config.json").is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tiny.", dir=target.parent))
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        try:
-            staging.rename(target)
-        except OSError:  # another process saved the same model first
-            shutil.rmtree(staging, ignore_errors=True)
+    cache = pretrained_cache("tiny model", "config.json")
+    cached(target, fingerprint, cache, lambda: (model, tokenizer))
     return target, f"tiny-random:{fingerprint}"
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from repsafe_lib.artifacts import write_json
-from repsafe_lib.datasets import EvalPrompt, PreferencePair, subsample
-from repsafe_lib.records import write_records
+from repsafe_lib.loaders import subsample
+from repsafe_lib.records import EvalPrompt, PreferencePair, write_records
 from repsafe_lib.reranking import rerank_pairs
-from repsafe_lib.reward_model import ScalarRewardModel, score_responses
 from repsafe_lib.sampling import DecodingConfig, for_generation, generate_responses
+from repsafe_lib.scalar_reward_model import ScalarRewardModel, score_responses
 from repsafe_lib.seeding import stable_seed
 from repsafe_lib.training import (
     OnTheFlyReference,

@@ -56,7 +56,7 @@ def resolve_data_source(source: str) -> str:
         path = data_dir / source.removeprefix("demo:")
         resolved, inside = path.resolve(), data_dir.resolve()
         if resolved == inside or not resolved.is_relative_to(inside):
-            from repsafe_lib.datasets import DatasetError  # lazy: datasets imports this module
+            from repsafe_lib.loaders import DatasetError  # lazy: loaders imports this module
 
             reason = f"demo: names a file or folder inside {inside}; this resolves to {resolved}"
             raise DatasetError(reason, path=source)

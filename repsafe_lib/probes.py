@@ -38,7 +38,7 @@ from repsafe_lib.artifacts import (
     require_artifact,
     write_json,
 )
-from repsafe_lib.datasets import split_by_prompt
+from repsafe_lib.loaders import split_by_prompt
 
 METRICS = ("precision_unsafe", "recall_unsafe", "accuracy", "auroc")
 # Sparse bag-of-words features need far weaker regularisation than dense standardised states.

@@ -5,12 +5,63 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from repsafe_lib.artifacts import corrupt_artifact, require_artifact, write_text
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """A safety preference pair: ``chosen`` is the safe response, ``rejected`` the unsafe one.
+
+    ``categories`` are the harm categories marked true for the rejected response, in the
+    dataset's own taxonomy, sorted.
+    """
+
+    pair_id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    """A prompt of a safety benchmark; ``label`` is XSTest's safe/unsafe, else None."""
+
+    prompt_id: str
+    prompt: str
+    benchmark: str
+    category: str | None
+    label: str | None
+
+
+@dataclass(frozen=True)
+class LabeledResponse:
+    """One side of a preference pair, for hidden-state probes (Fig 1)."""
+
+    example_id: str
+    prompt: str
+    response: str
+    is_safe: bool
+
+
+MMLU_LETTERS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class MmluQuestion:
+    """A four-way multiple-choice question; ``answer`` indexes ``choices`` (0-3)."""
+
+    question_id: str
+    subject: str
+    question: str
+    choices: tuple[str, ...]
+    answer: int
 
 
 def write_records(path: str | Path, records: Iterable) -> Path:

@@ -3,8 +3,9 @@
 
 It only reads artifacts (nothing is rerun), so it takes seconds and shows "not yet run" for the
 parts whose notebooks have not run, and "unreadable: <file>: <why>" for a manifest or
-`run_times.json` it can't parse. Figures are embedded as PNG data, so the page can be mailed or
-archived alone; the links to the source files and executed notebooks are relative.
+`run_times.json` it can't parse. Each figure is redrawn from its tables (as notebook 08 does, so it
+shows whichever notebooks ran) and embedded as PNG data, so the page can be mailed or archived
+alone; the links to the source files and executed notebooks are relative.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import io
 import json
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
 
@@ -50,14 +53,18 @@ def _link(path: Path | str, text: str | None = None) -> str:
     return f'<a href="{href}">{html.escape(text or str(path))}</a>'
 
 
-def _image(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+def _image(figure: plt.Figure, alt: str) -> str:
+    """`figure` as an embedded PNG, saved as `artifacts.save_figure` saves it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight", metadata={"Software": None})
+    plt.close(figure)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
 def item_html(item: results.Item) -> str:
     """An item's section: our tables (source file under each), the paper's beside them, the
-    figure; or which notebook to run."""
+    figure drawn from its tables (named under it); or which notebook to run."""
     spec = item.spec
     parts = [f'<h2 id="{spec.key}">{html.escape(spec.title)}</h2>']
     if not item.ran:
@@ -74,11 +81,11 @@ def item_html(item: results.Item) -> str:
     theirs = [f'<div><h3>Paper</h3><p class="note">{html.escape(spec.paper_note)}</p>']
     theirs.append((_frame_html(paper) if paper is not None else "") + "</div>")
     parts.append(f'<div class="pair">{"".join(ours)}{"".join(theirs)}</div>')
-    if item.figure is not None:
-        source = Path(spec.figure)
-        parts.append(_image(item.figure, spec.title))
-        pdf = source.with_suffix(".pdf")
-        parts.append(f'<p class="source">source: {_link(source)} ({_link(pdf, "PDF")})</p>')
+    figure = results.draw_figure(item)
+    if figure is not None:
+        parts.append(_image(figure, spec.title))
+        sources = ", ".join(_link(source) for source in item.figure_sources)
+        parts.append(f'<p class="source">drawn from: {sources}</p>')
     return "\n".join(parts)
 
 
@@ -206,7 +213,8 @@ def judge_note(manifests: dict[str, dict]) -> str:
 
 
 def report_html(outputs: Path, params, notebooks: list[str]) -> str:
-    items, manifests = results.gather(outputs), _manifests(outputs)
+    items = results.gather(outputs, results.FigureLabels.of(params))
+    manifests = _manifests(outputs)
     nav = " ".join(
         f'<a href="#{i.spec.key}">{html.escape(i.spec.title.split(":")[0])}</a>' for i in items
     )

@@ -24,9 +24,10 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from repsafe_lib.datasets import EvalPrompt, PreferencePair, subsample
 from repsafe_lib.hidden_states import extract_hidden_states, format_conversation
-from repsafe_lib.reward import HybridReward
+from repsafe_lib.hybrid_reward import HybridReward
+from repsafe_lib.loaders import subsample
+from repsafe_lib.records import EvalPrompt, PreferencePair
 from repsafe_lib.sampling import ResponseRecord
 
 
@@ -344,30 +345,3 @@ def _fig6_row(strategy: str, rates: np.ndarray, unparsed: int, k: int | None, ju
         "draws": len(rates),
         "unparsed": unparsed,
     }
-
-
-def plot_fig6_toxic_rates(rates: pd.DataFrame, *, judge: str):
-    """Fig 6 in the paper's form: toxic rate (%) of the top-k samples per reward strategy, with
-    the rate of all samples as a reference line and the random layer's min-max over draws."""
-    import matplotlib.pyplot as plt
-
-    from repsafe_lib.plots import use_style
-
-    use_style()
-    strategies = rates[rates["top_k"].notna()]
-    everything = rates.loc[rates["top_k"].isna(), "toxic_rate"]
-    mean = 100 * strategies["toxic_rate"].to_numpy(dtype=float)
-    spread = [mean - 100 * strategies["min"], 100 * strategies["max"] - mean]
-    colours = ["#c0392b" if s.startswith("ours") else "#7f7f7f" for s in strategies["strategy"]]
-    fig, ax = plt.subplots(figsize=(6.2, 3.2))
-    ax.bar(range(len(strategies)), mean, color=colours, edgecolor="#333333", linewidth=0.5)
-    ax.errorbar(range(len(strategies)), mean, yerr=spread, fmt="none", ecolor="#222222", lw=0.8)
-    if len(everything):
-        value = 100 * float(everything.iloc[0])
-        ax.axhline(value, color="#1f5fa8", linestyle="dashed", label=f"all samples: {value:.1f}%")
-        ax.legend(fontsize=7)
-    ax.set_xticks(range(len(strategies)), strategies["strategy"], rotation=25, ha="right")
-    k = int(strategies["top_k"].iloc[0])
-    ax.set_ylabel(f"toxic rate of the top-{k} (%), judge: {judge}")
-    fig.tight_layout()
-    return fig

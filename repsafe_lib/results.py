@@ -1,21 +1,24 @@
 """The paper's tables and figures, gathered from one profile's artifacts (notebook 08, the report).
 
 Nothing here computes a result: every table is read from a file that an earlier notebook wrote in
-that run, and each item keeps the list of those files so a reader can trace every number. An item
-whose files are absent is "not yet run" and names the notebook that makes them.
+that run, and every figure is redrawn from such files (`FigureSpec`: the `plots` function and the
+tables it takes), so restyling a figure needs no notebook rerun. Each item keeps the list of its
+files so a reader can trace every number. An item whose files are absent is "not yet run" and
+names the notebook that makes them.
 """
 
 from __future__ import annotations
 
-import shutil
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from repsafe_lib import published
-from repsafe_lib.artifacts import write_json, write_table
+from repsafe_lib import plots, published
+from repsafe_lib.artifacts import save_figure, write_json, write_table
 
 METRIC_COLUMNS = ("precision_unsafe_mean", "recall_unsafe_mean", "accuracy_mean", "auroc_mean")
 
@@ -32,12 +35,46 @@ class TableSource:
 
 
 @dataclass(frozen=True)
+class FigureTable:
+    """A table a figure is drawn from: the drawing function's `argument` and the file's `pattern`
+    (relative to the profile's outputs; `{judge}` stands for the run's first judge). Files that a
+    `*` matches are stacked, with a `key` column holding what the `*` matched in each."""
+
+    argument: str
+    pattern: str
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A paper figure: `draw` (a `plots` function) given its `tables` as keyword arguments, and
+    the run's `labels` it names (fields of `FigureLabels`, e.g. the model in the title)."""
+
+    draw: Callable[..., plt.Figure]
+    tables: tuple[FigureTable, ...]
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FigureLabels:
+    """What the figures name besides their tables: the profile's model and its first judge (the
+    one notebooks 05 and 06 draw)."""
+
+    model_name: str
+    judge: str
+
+    @classmethod
+    def of(cls, params) -> FigureLabels:
+        return cls(params.model.name, params.evaluation.judges[0])
+
+
+@dataclass(frozen=True)
 class ItemSpec:
     key: str
     title: str
     producer: str
     tables: tuple[TableSource, ...] = ()
-    figure: str | None = None  # PNG relative to the profile's outputs; a PDF sits beside it
+    figure: FigureSpec | None = None
     paper: Callable[[], pd.DataFrame] | None = None
     paper_note: str = ""
 
@@ -53,8 +90,10 @@ class Table:
 @dataclass(frozen=True)
 class Item:
     spec: ItemSpec
+    labels: FigureLabels
     tables: list[Table] = field(default_factory=list)
-    figure: Path | None = None  # absolute
+    figure_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # by argument
+    figure_sources: list[Path] = field(default_factory=list)  # relative to the outputs
     missing: list[str] = field(default_factory=list)  # patterns with no file behind them
 
     @property
@@ -62,10 +101,15 @@ class Item:
         return not self.missing
 
     @property
+    def has_figure(self) -> bool:
+        """Whether the item has a figure and every table it is drawn from was found."""
+        figure = self.spec.figure
+        return figure is not None and len(self.figure_tables) == len(figure.tables)
+
+    @property
     def sources(self) -> list[Path]:
         """Every file this item's numbers and figure come from, relative to the outputs."""
-        figure = [Path(self.spec.figure)] if self.figure else []
-        return [t.source for t in self.tables] + figure
+        return list(dict.fromkeys([t.source for t in self.tables] + self.figure_sources))
 
     def paper_table(self) -> pd.DataFrame | None:
         return self.spec.paper() if self.spec.paper else None
@@ -81,7 +125,14 @@ PAPER_ITEMS = (
         "Fig 2: PCA + KDE of safe vs unsafe last-token states",
         "01_representations",
         (TableSource("separation per layer", "01_representations/pca_separation.csv"),),
-        "01_representations/pca_kde.png",
+        FigureSpec(
+            plots.plot_pca_kde,
+            (
+                FigureTable("points", "01_representations/pca_points.csv"),
+                FigureTable("separation", "01_representations/pca_separation.csv"),
+            ),
+            ("model_name",),
+        ),
         paper_note=published.FIGURE_NOTES["fig2"],
     ),
     ItemSpec(
@@ -109,7 +160,14 @@ PAPER_ITEMS = (
                 "probe per layer", "02_probes/probe_metrics.csv", _layer_metrics("layer"), "probes"
             ),
         ),
-        "06_evaluation/fig1_alignment.png",
+        FigureSpec(
+            plots.plot_alignment_layers,
+            (
+                FigureTable("layer_summary", "02_probes/probe_metrics.csv"),
+                FigureTable("reward_accuracy", "06_evaluation/fig1_reward_accuracy.csv"),
+            ),
+            ("model_name",),
+        ),
         paper_note=published.FIGURE_NOTES["fig1"],
     ),
     ItemSpec(
@@ -117,7 +175,15 @@ PAPER_ITEMS = (
         "Fig 1, probes alone: precision and accuracy per layer, with the hybrid reward and the"
         " text-only controls (before alignment)",
         "03_hybrid_reward",
-        figure="03_hybrid_reward/fig1_probes.png",
+        figure=FigureSpec(
+            plots.plot_probe_layers,
+            (
+                FigureTable("layer_summary", "02_probes/probe_metrics.csv"),
+                FigureTable("controls", "02_probes/control_metrics.csv"),
+                FigureTable("hybrid", "03_hybrid_reward/hybrid_metrics.csv"),
+            ),
+            ("model_name",),
+        ),
         paper_note=published.FIGURE_NOTES["fig1"],
     ),
     ItemSpec(
@@ -132,7 +198,11 @@ PAPER_ITEMS = (
                 "06_evaluation/fig6_top_k.csv",
             ),
         ),
-        "06_evaluation/fig6_top_k.png",
+        FigureSpec(
+            plots.plot_fig6_toxic_rates,
+            (FigureTable("rates", "06_evaluation/fig6_top_k.csv"),),
+            ("judge",),
+        ),
         paper_note=published.FIGURE_NOTES["fig6"],
     ),
     ItemSpec(
@@ -140,7 +210,10 @@ PAPER_ITEMS = (
         "Fig 6, pairwise form: held-out pairwise accuracy of each reward strategy",
         "03_hybrid_reward",
         (TableSource("pairwise accuracy", "03_hybrid_reward/fig6_strategies.csv"),),
-        "03_hybrid_reward/fig6_strategies.png",
+        FigureSpec(
+            plots.plot_reward_strategies,
+            (FigureTable("strategy_summary", "03_hybrid_reward/fig6_strategies.csv"),),
+        ),
         paper_note="The paper draws Fig 6 as toxic rates only (see Fig 6 above); this form is"
         " the suite's own, on held-out preference pairs, with no judge in the loop.",
     ),
@@ -156,7 +229,10 @@ PAPER_ITEMS = (
                 name="held_out",
             ),
         ),
-        "04_training/fig5_training_curves.png",
+        FigureSpec(
+            plots.plot_training_curves,
+            (FigureTable("metrics", "04_training/*/metrics.jsonl", key="run"),),
+        ),
         paper_note=published.FIGURE_NOTES["fig5"],
     ),
     ItemSpec(
@@ -178,7 +254,11 @@ PAPER_ITEMS = (
                 "top-k by R_h (ours) and by the reward model (rm)", "05_sampling/table2_*.csv"
             ),
         ),
-        "05_sampling/table2_toxic_rate.png",
+        FigureSpec(
+            plots.plot_table2,
+            (FigureTable("shares", "05_sampling/table2_{judge}.csv"),),
+            ("judge",),
+        ),
         paper=published.table2,
         paper_note="Paper, Llama2-7B, 8 samples per prompt: toxic rate (%) and, for sample-8,"
         " category shares (%); the other category cells are not legible in the paper's text.",
@@ -188,7 +268,7 @@ PAPER_ITEMS = (
         "Fig 4: XSTest compliance and refusal on safe and unsafe prompts",
         "06_evaluation",
         (TableSource("shares", "06_evaluation/fig4_xstest.csv"),),
-        "06_evaluation/fig4_xstest.png",
+        FigureSpec(plots.plot_xstest, (FigureTable("shares", "06_evaluation/fig4_xstest.csv"),)),
         paper_note=published.FIGURE_NOTES["fig4"],
     ),
     ItemSpec(
@@ -211,10 +291,49 @@ PAPER_ITEMS = (
             ),
             TableSource("analytic, Llama-2-7B", "07_compute/fig7_analytic.csv", name="analytic"),
         ),
-        "07_compute/fig7_compute.png",
+        FigureSpec(
+            plots.plot_fig7,
+            (
+                FigureTable("measured", "07_compute/fig7_measured.csv"),
+                FigureTable("analytic", "07_compute/fig7_analytic.csv"),
+            ),
+            ("model_name",),
+        ),
         paper_note=published.FIGURE_NOTES["fig7"],
     ),
 )
+
+
+def _matched(pattern: str, relative: Path) -> str:
+    """What the `*` of `pattern` matched in the path `relative` ("04_training/*/metrics.jsonl"
+    and "04_training/dpo/metrics.jsonl" -> "dpo")."""
+    part, name = next(
+        (p, n) for p, n in zip(Path(pattern).parts, relative.parts, strict=True) if "*" in p
+    )
+    head, tail = part.split("*", 1)
+    return name[len(head) : len(name) - len(tail)]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A table as its notebook wrote it: CSV, or JSON lines (one row per line)."""
+    if path.suffix == ".jsonl":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return pd.DataFrame([json.loads(line) for line in lines if line])
+    return pd.read_csv(path)
+
+
+def read_tables(outputs: Path, pattern: str, key: str = "") -> pd.DataFrame | None:
+    """The files under `outputs` matching `pattern` as one table, stacked in name order, with a
+    `key` column (when named) holding what the pattern's `*` matched in each; None if none."""
+    outputs = Path(outputs)
+    matches = sorted(outputs.glob(pattern))
+    frames = [read_table(path) for path in matches]
+    if key:
+        frames = [
+            frame.assign(**{key: _matched(pattern, path.relative_to(outputs))})
+            for frame, path in zip(frames, matches, strict=True)
+        ]
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def _read_tables(outputs: Path, source: TableSource) -> list[Table]:
@@ -228,13 +347,29 @@ def _read_tables(outputs: Path, source: TableSource) -> list[Table]:
             frame = frame[[c for c in source.columns if c in frame.columns]]
         caption, name = source.caption, source.name
         if len(matches) > 1:
-            varying = path.stem.removeprefix(Path(source.pattern).name.split("*")[0])
+            varying = _matched(source.pattern, path.relative_to(outputs))
             caption, name = f"{caption} ({varying})", "_".join(filter(None, [name, varying]))
         tables.append(Table(caption, path.relative_to(outputs), frame, name))
     return tables
 
 
-def gather_item(outputs: Path, spec: ItemSpec) -> Item:
+def _figure_tables(
+    outputs: Path, figure: FigureSpec, labels: FigureLabels
+) -> tuple[dict[str, pd.DataFrame], list[Path], list[str]]:
+    """The tables a figure is drawn from, by argument; their files; the patterns matching none."""
+    frames, sources, missing = {}, [], []
+    for table in figure.tables:
+        pattern = table.pattern.format(judge=labels.judge)
+        frame = read_tables(outputs, pattern, table.key)
+        if frame is None:
+            missing.append(pattern)
+            continue
+        frames[table.argument] = frame
+        sources += [path.relative_to(outputs) for path in sorted(outputs.glob(pattern))]
+    return frames, sources, missing
+
+
+def gather_item(outputs: Path, spec: ItemSpec, labels: FigureLabels) -> Item:
     """One paper item from the files under `outputs` (a profile's outputs directory)."""
     tables, missing = [], []
     for source in spec.tables:
@@ -242,21 +377,30 @@ def gather_item(outputs: Path, spec: ItemSpec) -> Item:
         tables += found
         if not found:
             missing.append(source.pattern)
-    figure = outputs / spec.figure if spec.figure else None
-    if figure is not None and not figure.is_file():
-        missing.append(spec.figure)
-        figure = None
-    return Item(spec, tables, figure, missing)
+    frames, sources = {}, []
+    if spec.figure is not None:
+        frames, sources, absent = _figure_tables(outputs, spec.figure, labels)
+        missing += [pattern for pattern in absent if pattern not in missing]
+    return Item(spec, labels, tables, frames, sources, missing)
 
 
-def gather(outputs: Path) -> list[Item]:
+def gather(outputs: Path, labels: FigureLabels) -> list[Item]:
     """Every paper item in the paper's order of discussion (see `PAPER_ITEMS`)."""
-    return [gather_item(Path(outputs), spec) for spec in PAPER_ITEMS]
+    return [gather_item(Path(outputs), spec, labels) for spec in PAPER_ITEMS]
+
+
+def draw_figure(item: Item) -> plt.Figure | None:
+    """The item's figure drawn from its tables alone; None without a figure or its tables."""
+    if not item.has_figure:
+        return None
+    figure = item.spec.figure
+    labels = {name: getattr(item.labels, name) for name in figure.labels}
+    return figure.draw(**item.figure_tables, **labels)
 
 
 def write_item(item: Item, directory: Path) -> list[Path]:
     """Our tables (CSV + Markdown + LaTeX), the paper's beside them, and the figure (PNG + PDF,
-    copied unchanged) under `directory`, named after the item."""
+    redrawn from its tables) under `directory`, named after the item."""
     written = []
     for table in item.tables:
         name = f"{item.spec.key}_{table.name}" if table.name else item.spec.key
@@ -264,11 +408,10 @@ def write_item(item: Item, directory: Path) -> list[Path]:
     paper = item.paper_table()
     if paper is not None:
         written += write_table(paper, directory / f"{item.spec.key}_paper", latex=True)
-    if item.figure is not None:
-        for suffix in (".png", ".pdf"):
-            target = directory / f"{item.spec.key}{suffix}"
-            shutil.copyfile(item.figure.with_suffix(suffix), target)
-            written.append(target)
+    figure = draw_figure(item)
+    if figure is not None:
+        written += save_figure(figure, directory / item.spec.key)
+        plt.close(figure)
     return written
 
 
@@ -304,8 +447,9 @@ def overview(items: list[Item]) -> pd.DataFrame:
     )
 
 
-def show(item: Item) -> None:
-    """Display an item in a notebook: our tables with their sources, the paper's, the figure."""
+def show(item: Item, directory: Path) -> None:
+    """Display an item in a notebook: our tables with their sources, the paper's, and the figure
+    `write_item` drew into `directory`."""
     from IPython.display import Image, Markdown, display
 
     display(Markdown(f"### {item.spec.title}"))
@@ -317,5 +461,7 @@ def show(item: Item) -> None:
     paper = item.paper_table()
     if paper is not None:
         display(paper)
-    if item.figure is not None:
-        display(Image(filename=str(item.figure)))
+    figure = Path(directory) / f"{item.spec.key}.png"
+    if item.has_figure and figure.is_file():
+        sources = ", ".join(f"`{source}`" for source in item.figure_sources)
+        display(Markdown(f"Drawn from {sources}:"), Image(filename=str(figure)))

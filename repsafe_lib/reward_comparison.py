@@ -111,32 +111,6 @@ def table2(
     )
 
 
-def plot_table2(shares: pd.DataFrame, *, judge: str):
-    """Toxic rate of each Table 2 selection, grouped by stage (before / after alignment)."""
-    import matplotlib.pyplot as plt
-
-    from repsafe_lib.plots import use_style
-
-    use_style()
-    stages = list(dict.fromkeys(s.split(": ")[0] for s in shares["selection"]))
-    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), squeeze=False)
-    for ax, stage in zip(axes[0], stages, strict=True):
-        rows = shares[shares["selection"].str.startswith(f"{stage}: ")]
-        labels = [s.split(": ", 1)[1] for s in rows["selection"]]
-        colours = [
-            "#c0392b" if "ours" in x else "#1f5fa8" if "rm" in x else "#7f7f7f" for x in labels
-        ]
-        hatches = ["" if "ours" in x else "//" if "rm" in x else ".." for x in labels]
-        bars = ax.bar(range(len(rows)), 100 * rows["toxic_rate"].astype(float), color=colours)
-        for bar, hatch in zip(bars, hatches, strict=True):
-            bar.set_hatch(hatch)
-        ax.set_xticks(range(len(rows)), labels, rotation=35, ha="right")
-        ax.set_title(f"{stage} alignment")
-        ax.set_ylabel(f"toxic rate (%), judge: {judge}")
-    fig.tight_layout()
-    return fig
-
-
 def judge_table2(
     samples: Sequence[ScoredResponse],
     prompts: Mapping[str, str],

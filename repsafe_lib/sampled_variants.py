@@ -20,12 +20,12 @@ import torch
 from transformers import PreTrainedModel
 
 from repsafe_lib import reranking, training
-from repsafe_lib.datasets import EvalPrompt, PreferencePair
+from repsafe_lib.hybrid_reward import HybridReward
 from repsafe_lib.models import LoadedModel
-from repsafe_lib.reward import HybridReward
+from repsafe_lib.records import EvalPrompt, PreferencePair
 from repsafe_lib.reward_comparison import ScoredResponse, scored_responses
-from repsafe_lib.reward_model import ScalarRewardModel, score_samples
 from repsafe_lib.sampling import DecodingConfig, ResponseRecord, cached_responses, for_generation
+from repsafe_lib.scalar_reward_model import ScalarRewardModel, score_samples
 
 
 @dataclass(frozen=True)
@@ -268,8 +268,8 @@ def aligned_scored_samples(
 ) -> list[ScoredResponse]:
     """Table 2's "after" rows: N samples of the aligned policy `result` (cDPO*) per prompt of
     each set, scored by its own refreshed R_h and by `reward_model`."""
+    from repsafe_lib.hybrid_reward import load_hybrid_reward
     from repsafe_lib.models import load_saved_policy
-    from repsafe_lib.reward import load_hybrid_reward
 
     aligned = load_saved_policy(result.policy_dir, params.model, name=result.name)
     reward = load_hybrid_reward(result.directory / "hybrid_reward-0")

@@ -19,8 +19,6 @@ one record per (prompt id, sample index), so judges can be re-run without regene
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -39,15 +37,15 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from repsafe_lib.artifacts import CorruptArtifactError, write_json
-from repsafe_lib.datasets import EvalPrompt
+from repsafe_lib.artifacts import write_json
+from repsafe_lib.caching import CacheFormat, canonical_json, key_digest, load_cached
 from repsafe_lib.hidden_states import format_prompt, length_sorted_batches, pad_batch
-from repsafe_lib.records import read_records, write_records
+from repsafe_lib.records import EvalPrompt, read_records, write_records
 from repsafe_lib.seeding import stable_seed
 
-# Bump when the meaning of a cached response changes (prompt formatting, stopping, decoding).
 log = logging.getLogger(__name__)
 
+# Bump when the meaning of a cached response changes (prompt formatting, stopping, decoding).
 GENERATION_CONVENTION = "chat-template-or-dialogue/left-pad/stop-at-eos-or-next-turn/v2"
 
 
@@ -71,8 +69,9 @@ class DecodingConfig:
             raise ValueError("temperature must be > 0 and top_p in (0, 1]")
 
     def key(self) -> str:
-        blob = json.dumps([GENERATION_CONVENTION, dataclasses.asdict(self)], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return key_digest(
+            canonical_json([GENERATION_CONVENTION, dataclasses.asdict(self)]), length=16
+        )
 
 
 @dataclass(frozen=True)
@@ -285,7 +284,7 @@ def generate_texts(
 
 
 def _prompt_sha(formatted: str) -> str:
-    return hashlib.sha256(formatted.encode()).hexdigest()[:16]
+    return key_digest(formatted.encode(), length=16)
 
 
 def generate_responses(
@@ -355,8 +354,8 @@ def for_generation(model: PreTrainedModel, dtype_name: str | None) -> PreTrained
 
 def response_cache_path(cache_dir: str | Path, model_key: str, decoding: DecodingConfig) -> Path:
     """`responses-<hash>.jsonl`, the hash covering the model fingerprint and the decoding config."""
-    blob = f"{model_key}\x00{decoding.key()}".encode()
-    return Path(cache_dir) / f"responses-{hashlib.sha256(blob).hexdigest()[:16]}.jsonl"
+    digest = key_digest(f"{model_key}\x00{decoding.key()}".encode(), length=16)
+    return Path(cache_dir) / f"responses-{digest}.jsonl"
 
 
 def cached_responses(
@@ -403,17 +402,21 @@ def _cache_key(record: ResponseRecord) -> _CacheKey:
     return (record.prompt_id, record.prompt_sha, record.sample_index)
 
 
+def _load_records(path: Path) -> dict[_CacheKey, ResponseRecord]:
+    records = read_records(path, ResponseRecord, producer="sampling")
+    return {_cache_key(r): r for r in records}
+
+
+# The file's name carries its key (model, decoding); each record carries its prompt's hash.
+RESPONSE_CACHE = CacheFormat(
+    what="response cache", load=_load_records, remedy="generating its responses again"
+)
+
+
 def _read_cache(path: Path) -> dict[_CacheKey, ResponseRecord]:
     """The cached responses; a cache that can't be read is a miss (generation is seeded per
     prompt and sample, so regenerating gives the same responses)."""
-    if not path.exists():
-        return {}
-    try:
-        records = read_records(path, ResponseRecord, producer="sampling")
-    except (CorruptArtifactError, UnicodeDecodeError) as error:
-        log.warning("%s; generating its responses again", error)
-        return {}
-    return {_cache_key(r): r for r in records}
+    return load_cached(path, None, RESPONSE_CACHE) or {}
 
 
 def _write_cache(path, cached, requested, decoding: DecodingConfig, model_key: str) -> None:

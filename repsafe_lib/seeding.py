@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 
-import numpy as np
-import torch
+from accelerate.utils import set_seed
 
 
 def seed_everything(seed: int) -> None:
-    """Seed python `random`, numpy, torch (all devices); sklearn takes `random_state=seed` explicitly."""
-    os.environ["PYTHONHASHSEED"] = str(
-        seed
-    )  # inherited by subprocesses; this process is already hashed
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """Seed python `random`, numpy and torch (every device), with `accelerate`'s `set_seed`;
+    sklearn takes `random_state=seed` explicitly."""
+    # transformers' `set_seed` does the same, but importing it loads peft and bitsandbytes.
+    os.environ["PYTHONHASHSEED"] = str(seed)  # inherited by subprocesses; this one is hashed
+    set_seed(seed)
 
 
 def stable_seed(*parts: object) -> int:

@@ -140,7 +140,7 @@ def confidence_summary(gammas: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def fold_reward_fit(fitted: Sequence) -> pd.DataFrame:
-    """Per cross-fitted R_h (`reward.FoldReward`): its fold, the pairs it was fit on and its
+    """Per cross-fitted R_h (`hybrid_reward.FoldReward`): its fold, the pairs it was fit on and its
     pairwise accuracy on the fold it never saw."""
     return pd.DataFrame(
         [

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from repsafe_lib import compute_cost
+from repsafe_lib import compute_cost, plots
 from repsafe_lib.compute_cost import ModelShape
 
 SMALL = ModelShape(parameters=10, layers=1, hidden=1)
@@ -98,5 +98,5 @@ def test_timers_run_on_the_tiny_model(tiny_params, tiny_model):
     assert online["generate_s"] > 0 and online["score_s"] > 0
     measured = compute_cost.measured_costs(hybrid, {3: online}, samples=2)
     analytic = compute_cost.analytic_costs(compute_cost.LLAMA2_7B, 20, [64, 128])
-    fig = compute_cost.plot_fig7(measured, analytic, "tiny")
+    fig = plots.plot_fig7(measured, analytic, "tiny")
     assert len(fig.axes) == 2 and all(len(ax.lines) == 2 for ax in fig.axes)

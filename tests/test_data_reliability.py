@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from repsafe_lib import datasets as rd
+from repsafe_lib import loaders as rd
 from repsafe_lib import paths, pipeline
-from repsafe_lib.datasets import (
+from repsafe_lib.hidden_states import format_prompt
+from repsafe_lib.loaders import (
     DatasetError,
-    EvalPrompt,
     load_configured,
     load_do_not_answer,
     load_pku_saferlhf,
@@ -23,8 +23,8 @@ from repsafe_lib.datasets import (
     load_xstest,
     split_by_prompt,
 )
-from repsafe_lib.hidden_states import format_prompt
 from repsafe_lib.params import DataParams, DatasetParams, load_params
+from repsafe_lib.records import EvalPrompt
 from repsafe_lib.sampling import DecodingConfig, _prompt_sha, cached_responses, generate_responses
 
 pytestmark = pytest.mark.reliability
@@ -114,7 +114,7 @@ def test_every_loader_with_source_ids_rejects_a_repeated_id(tmp_path, loader, na
 
 def test_skip_mode_skips_every_row_of_a_shared_id_and_counts_them(tmp_path, caplog):
     path = write(tmp_path / "xstest.csv", SHARED_ID_XSTEST)
-    with caplog.at_level(logging.WARNING, logger="repsafe_lib.datasets"):
+    with caplog.at_level(logging.WARNING, logger="repsafe_lib.loaders"):
         loaded = load_xstest(path, on_bad_rows="skip")
     assert [p.prompt_id for p in loaded.records] == ["xstest-1", "xstest-2"]
     assert (loaded.n_rows, loaded.n_skipped) == (4, 2)

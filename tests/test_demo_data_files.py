@@ -400,7 +400,7 @@ def test_no_long_eval_prompt_is_embedded_in_a_pku_prompt(pku, hh, xstest, do_not
 
 def test_demo_data_passes_its_own_loaders_and_meets_the_counts():
     """The bundled files load through the real loaders with no bad row, in the promised sizes."""
-    from repsafe_lib import datasets as ds
+    from repsafe_lib import loaders as ds
 
     data = Path(__file__).resolve().parent.parent / "repsafe_lib" / "data"
     pairs = ds.load_pku_saferlhf(data / "pku_saferlhf_demo.jsonl")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -17,13 +18,14 @@ from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from repsafe_lib import evaluation, plots
 from repsafe_lib.artifacts import write_table
-from repsafe_lib.datasets import DatasetError, EvalPrompt, MmluQuestion, load_mmlu
 from repsafe_lib.evaluation.inputs import read_instruction_prompts, read_mmlu
+from repsafe_lib.hybrid_reward import HybridReward, HybridRewardConfig, save_hybrid_reward
+from repsafe_lib.loaders import DatasetError, load_mmlu
 from repsafe_lib.models import build_tiny_llama
 from repsafe_lib.params import EvaluationParams, load_params
 from repsafe_lib.paths import bundled_data_dir
+from repsafe_lib.records import EvalPrompt, MmluQuestion
 from repsafe_lib.reranking import LayerScoredResponse
-from repsafe_lib.reward import HybridReward, HybridRewardConfig, save_hybrid_reward
 from repsafe_lib.sampling import DecodingConfig, ResponseRecord
 
 
@@ -48,6 +50,39 @@ def test_bootstrap_is_seeded_and_skips_unparsed_values():
     assert first.estimate == pytest.approx(0.5)
 
 
+def test_prompt_bootstrap_interval_by_hand():
+    # The mean of two draws from {0, 1} is 0, 1/2 or 1 with chances 1/4, 1/2, 1/4: its 95 %
+    # interval is [0, 1], its 40 % one (30th to 70th percentile) [1/2, 1/2].
+    wide = evaluation.bootstrap_ci(np.array([0.0, 1.0]), resamples=20000, seed=0)
+    narrow = evaluation.bootstrap_ci(np.array([0.0, 1.0]), resamples=20000, confidence=0.4)
+    assert (wide.estimate, wide.low, wide.high) == (0.5, 0.0, 1.0)
+    assert (narrow.low, narrow.high) == (0.5, 0.5)
+    one = evaluation.bootstrap_ci(np.array([np.nan, 0.25]))
+    assert (one.estimate, one.low, one.high) == (0.25, 0.25, 0.25)
+    assert np.isnan(dataclasses.astuple(evaluation.bootstrap_ci(np.array([np.nan])))).all()
+
+
+def _linear_percentile(ordered: list[float], q: float) -> float:
+    position = q * (len(ordered) - 1)
+    below = int(position)
+    return ordered[below] + (position - below) * (ordered[below + 1] - ordered[below])
+
+
+def test_prompt_bootstrap_interval_matches_a_plain_loop():
+    # A replicate is a row of one seeded (resamples, n) draw of prompt indices; the interval is
+    # the linearly interpolated percentile of the replicates' means. NaN is left out first.
+    values = np.array([0.1, 0.9, 0.4, np.nan, 0.7, 0.2, 0.3])
+    present = values[~np.isnan(values)]
+    rows = np.random.default_rng(5).integers(len(present), size=(999, len(present)))
+    means = sorted(sum(present[i] for i in row) / len(row) for row in rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        interval = evaluation.bootstrap_ci(values, resamples=999, confidence=0.9, seed=5)
+    assert interval.estimate == pytest.approx(present.mean())
+    assert interval.low == pytest.approx(_linear_percentile(means, 0.05), abs=1e-12)
+    assert interval.high == pytest.approx(_linear_percentile(means, 0.95), abs=1e-12)
+
+
 def test_seeds_that_disagree_widen_the_interval():
     rng = np.random.default_rng(0)
     agreeing = (rng.random((3, 300)) < 0.4).astype(float)
@@ -60,15 +95,23 @@ def test_seeds_that_disagree_widen_the_interval():
     assert (wide.high - wide.low) > 2 * (narrow.high - narrow.low)
 
 
-def test_cohens_kappa_by_hand_and_against_sklearn():
+def test_cohens_kappa_by_hand_and_at_its_edges():
     # p_o = 3/4; p(a) = 1/2, p(b) = 1/4 -> p_e = 1/8 + 3/8 = 1/2 -> kappa = (3/4 - 1/2) / (1/2)
     assert evaluation.cohens_kappa([1, 1, 0, 0], [1, 0, 0, 0]) == pytest.approx(0.5)
     assert evaluation.cohens_kappa([1, 0, 1, 0], [0, 1, 0, 1]) == pytest.approx(-1.0)
     rng = np.random.default_rng(0)
     a = rng.random(200) < 0.4
     b = np.where(rng.random(200) < 0.8, a, ~a)
-    assert evaluation.cohens_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
-    assert np.isnan(evaluation.cohens_kappa([1, 1, 1], [1, 1, 1]))
+    p_o, p_e = np.mean(a == b), a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean())
+    assert evaluation.cohens_kappa(a, b) == pytest.approx((p_o - p_e) / (1 - p_e))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # p_e = 1 gives NaN without sklearn's warning
+        assert np.isnan(evaluation.cohens_kappa([1, 1, 1], [1, 1, 1]))
+        assert np.isnan(evaluation.cohens_kappa([0, 0], [0, 0]))
+        assert evaluation.cohens_kappa([1, 1], [0, 0]) == 0.0  # p_o = p_e = 0
+    for a, b in (([], []), ([1, 0], [1])):
+        with pytest.raises(ValueError, match="non-empty labelings"):
+            evaluation.cohens_kappa(a, b)
 
 
 def _judgments(rows):
@@ -329,7 +372,7 @@ def test_xstest_shares_and_figure():
     assert shares.loc["unsafe", ["full_refusal", "partial_refusal"]].tolist() == pytest.approx(
         [2 / 3, 1 / 3]
     )
-    figure = evaluation.plot_xstest(shares.reset_index())
+    figure = plots.plot_xstest(shares.reset_index())
     assert len(figure.axes) == 2
 
 

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from repsafe_lib import hidden_states as hs
-from repsafe_lib.datasets import PreferencePair
+from repsafe_lib.records import PreferencePair
 
 PROMPTS = ["How do I bake bread?", "What is the capital of France?", "Tell me a joke.", "Hi"]
 RESPONSES = [

@@ -20,10 +20,9 @@ import pytest
 import torch
 
 from repsafe_lib import hidden_states as hs
-from repsafe_lib import paths, pipeline, probes, report, reward
+from repsafe_lib import hybrid_reward, paths, pipeline, probes, report
 from repsafe_lib.artifacts import write_json, write_text
-from repsafe_lib.datasets import PreferencePair
-from repsafe_lib.records import read_records, write_records
+from repsafe_lib.records import PreferencePair, read_records, write_records
 
 pytestmark = pytest.mark.reliability
 
@@ -96,12 +95,12 @@ def test_corrupt_probes_file_names_it_and_notebook_02(tmp_path):
 
 
 def test_cut_off_hybrid_reward_names_it_and_the_notebook_that_wrote_it(tmp_path):
-    config = reward.HybridRewardConfig(layers=(1, 2), hidden_size=4)
+    config = hybrid_reward.HybridRewardConfig(layers=(1, 2), hidden_size=4)
     stem = tmp_path / "04_training" / "cdpo" / "hybrid_reward-0"
-    weights, _ = reward.save_hybrid_reward(reward.HybridReward(config), stem)
+    weights, _ = hybrid_reward.save_hybrid_reward(hybrid_reward.HybridReward(config), stem)
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ValueError) as raised:
-        reward.load_hybrid_reward(stem)
+        hybrid_reward.load_hybrid_reward(stem)
     message = one_line(str(raised.value))
     assert message.startswith(f"{weights}: not a safetensors file (Error while deserializing")
     assert message.endswith("; rerun notebook 04_training"), message

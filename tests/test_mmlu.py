@@ -13,9 +13,10 @@ from tokenizers.models import Unigram
 from transformers import PreTrainedTokenizerFast
 
 from repsafe_lib import evaluation
-from repsafe_lib.datasets import MMLU_LETTERS, MmluQuestion, load_mmlu
+from repsafe_lib.loaders import load_mmlu
 from repsafe_lib.models import build_tiny_llama
 from repsafe_lib.paths import bundled_data_dir
+from repsafe_lib.records import MMLU_LETTERS, MmluQuestion
 
 PHYSICS, RELIGIONS = "high_school_physics", "world_religions"
 DEV = [

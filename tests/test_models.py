@@ -124,15 +124,15 @@ def test_saved_policy_naming_custom_code_is_refused_without_a_prompt(
 
 
 def test_saved_reward_model_naming_custom_code_is_refused(tiny_model, tmp_path, monkeypatch):
-    from repsafe_lib import reward_model
+    from repsafe_lib import scalar_reward_model
 
     directory = tmp_path / "reward_model"
-    rm = reward_model.ScalarRewardModel.from_causal_lm(tiny_model.model)
-    reward_model.save_reward_model(rm, directory, metadata={})
+    rm = scalar_reward_model.ScalarRewardModel.from_causal_lm(tiny_model.model)
+    scalar_reward_model.save_reward_model(rm, directory, metadata={})
     plant_custom_code(directory / "body")
     monkeypatch.setattr("builtins.input", lambda *a: pytest.fail("prompted on stdin"))
     with pytest.raises(ValueError, match="model.trust_remote_code is false"):
-        reward_model.load_reward_model(directory)
+        scalar_reward_model.load_reward_model(directory)
     assert not (directory / "body" / "code_ran").exists()
 
 
@@ -151,7 +151,7 @@ def test_every_from_pretrained_says_whether_to_trust_remote_code(
     """transformers asks on stdin when `trust_remote_code` is left unset: every load names it."""
     import transformers
 
-    from repsafe_lib import evaluation, reward_model
+    from repsafe_lib import evaluation, scalar_reward_model
 
     calls = []
     for name in FROM_PRETRAINED_CLASSES:
@@ -173,9 +173,9 @@ def test_every_from_pretrained_says_whether_to_trust_remote_code(
     models.load_reference(tiny_params.model, seed=tiny_params.seed, quantization="none")
     hub_spec = dataclasses.replace(tiny_params.model, kind="hub", source=str(policy), tiny=None)
     models.load_model(hub_spec)
-    rm = reward_model.ScalarRewardModel.from_causal_lm(tiny_model.model)
-    reward_model.save_reward_model(rm, tmp_path / "rm", metadata={})
-    reward_model.load_reward_model(tmp_path / "rm")
+    rm = scalar_reward_model.ScalarRewardModel.from_causal_lm(tiny_model.model)
+    scalar_reward_model.save_reward_model(rm, tmp_path / "rm", metadata={})
+    scalar_reward_model.load_reward_model(tmp_path / "rm")
     for spec in load_params("params/rehearsal.yaml").evaluation.reward_models:
         evaluation.load_reward_model(spec)
     assert len(calls) >= 8

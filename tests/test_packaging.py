@@ -122,8 +122,16 @@ def test_make_lab_installs_from_the_lock_once_and_opens_at_the_repository_root()
 
 
 @needs_make
-@pytest.mark.parametrize("target", ["lint", "test"])
+@pytest.mark.parametrize("target", ["lint", "test", "test-fast"])
 def test_lint_checks_the_format_too(target):
     commands = make_dry_run(target)
     assert "ruff check repsafe_lib tests benchmarks scripts notebooks" in commands
     assert "ruff format --check repsafe_lib tests benchmarks scripts notebooks" in commands
+
+
+@needs_make
+def test_make_test_runs_every_test_and_test_fast_leaves_the_slow_ones_out():
+    full, fast = make_dry_run("test"), make_dry_run("test-fast")
+    assert "pytest tests -p no:cacheprovider" in full and "not slow" not in full
+    assert '-m "not slow"' in fast or "-m not slow" in fast
+    assert "nbval" not in full and "--nbval-lax" in make_dry_run("nbval")

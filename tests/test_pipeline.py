@@ -15,9 +15,11 @@ EXPECTED = [
     "00_data/pairs_test.jsonl",
     "00_data/data_summary.csv",
     "00_data/manifest.json",
+    "00_data/response_words.csv",
     "01_representations/pca_kde.png",
     "01_representations/pca_kde.pdf",
     "01_representations/pca_separation.csv",
+    "01_representations/pca_points.csv",
     "01_representations/states.json",
     "02_probes/probe_metrics.csv",
     "02_probes/control_metrics.csv",
@@ -29,6 +31,9 @@ EXPECTED = [
     "03_hybrid_reward/fig6_strategies.png",
     "03_hybrid_reward/hybrid_reward.safetensors",
     "03_hybrid_reward/hybrid_reward.json",
+    "03_hybrid_reward/reward_training.csv",
+    "03_hybrid_reward/gate_weights.csv",
+    "03_hybrid_reward/gamma_per_pair.csv",
     "04_training/fig5_training_curves.png",
     "04_training/run_summary.csv",
     "04_training/fold_rewards.csv",
@@ -126,6 +131,21 @@ def test_tiny_profile_runs_every_notebook_and_twice_gives_identical_artifacts(
     assert len(first) > 15 and first.keys() == second.keys()
     differing = [name for name in first if first[name] != second[name]]
     assert not differing, f"not byte-identical across two runs: {differing}"
+
+
+def test_every_cell_of_every_notebook_ran_in_the_tiny_run(tiny_run):
+    """What nbval would check, read off the session's one pipeline run: papermill executed every
+    code cell of every committed notebook (parameters injected), in order, and none raised."""
+    for notebook in pipeline.numbered_notebooks():
+        committed = json.loads(notebook.read_text())
+        executed = json.loads((tiny_run / "executed" / notebook.name).read_text())
+        code = [c for c in executed["cells"] if c["cell_type"] == "code"]
+        sources = ["".join(c["source"]) for c in code]
+        expected = ["".join(c["source"]) for c in committed["cells"] if c["cell_type"] == "code"]
+        assert [s for s in sources if s in expected] == expected, notebook.name
+        assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1)), notebook.name
+        errors = [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+        assert not errors and executed["metadata"]["papermill"]["exception"] is None, notebook.name
 
 
 def test_partial_run_keeps_other_times(tmp_path):

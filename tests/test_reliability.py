@@ -39,10 +39,10 @@ from training_worker import STAGES as TRAINING_STAGES
 
 from repsafe_lib import hidden_states as hs
 from repsafe_lib import models, paths, pipeline, training
-from repsafe_lib.datasets import DatasetError, PreferencePair, load_pku_saferlhf
+from repsafe_lib.loaders import DatasetError, load_pku_saferlhf
 from repsafe_lib.losses import margin_bt_loss, preference_confidence
 from repsafe_lib.params import ParamsError, load_params
-from repsafe_lib.records import read_records, write_records
+from repsafe_lib.records import PreferencePair, read_records, write_records
 from repsafe_lib.seeding import seed_everything
 
 pytestmark = pytest.mark.reliability

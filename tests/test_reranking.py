@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from repsafe_lib import reranking, reward_comparison
-from repsafe_lib.datasets import PreferencePair
+from repsafe_lib import plots, reranking, reward_comparison
 from repsafe_lib.hidden_states import extract_hidden_states, format_conversation
+from repsafe_lib.hybrid_reward import HybridReward, HybridRewardConfig
 from repsafe_lib.judges import JudgeRecord
-from repsafe_lib.reward import HybridReward, HybridRewardConfig
+from repsafe_lib.records import PreferencePair
 from repsafe_lib.sampling import ResponseRecord
 
 
@@ -215,7 +215,7 @@ def test_fig6_toxic_rates_of_the_top_k_by_value():
     assert same_id["toxic_rate"].drop("random layer").equals(rate.drop("random layer"))
     with pytest.raises(ValueError, match="random_draws"):
         reranking.fig6_toxic_rates(samples, unsafe, k=2, judge="refusal", random_draws=0, seed=0)
-    figure = reranking.plot_fig6_toxic_rates(table.reset_index(), judge="refusal")
+    figure = plots.plot_fig6_toxic_rates(table.reset_index(), judge="refusal")
     assert len(figure.axes[0].patches) == len(reranking.FIG6_STRATEGIES)
 
 

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from repsafe_lib import reranking, sampled_variants, sampling
-from repsafe_lib.datasets import EvalPrompt, PreferencePair
-from repsafe_lib.records import write_records
-from repsafe_lib.reward import HybridReward, HybridRewardConfig
+from repsafe_lib.hybrid_reward import HybridReward, HybridRewardConfig
+from repsafe_lib.records import EvalPrompt, PreferencePair, write_records
 
 
 class UpstreamFiles:

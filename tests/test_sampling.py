@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from repsafe_lib.datasets import EvalPrompt
 from repsafe_lib.models import build_tiny_llama
+from repsafe_lib.records import EvalPrompt
 from repsafe_lib.sampling import (
     DecodingConfig,
     cached_responses,

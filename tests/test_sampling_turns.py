@@ -14,11 +14,10 @@ import torch
 from transformers import LlamaForCausalLM
 
 from repsafe_lib import evaluation
-from repsafe_lib.datasets import EvalPrompt
 from repsafe_lib.evaluation import PolicySource
 from repsafe_lib.hidden_states import format_prompt
 from repsafe_lib.models import LoadedModel, build_tiny_llama
-from repsafe_lib.records import write_records
+from repsafe_lib.records import EvalPrompt, write_records
 from repsafe_lib.sampling import (
     DecodingConfig,
     ResponseRecord,

@@ -14,10 +14,10 @@ import torch
 
 from repsafe_lib import artifacts, training
 from repsafe_lib import hidden_states as hs
-from repsafe_lib.datasets import PreferencePair
+from repsafe_lib.hybrid_reward import HybridReward, HybridRewardConfig
 from repsafe_lib.losses import dpo_loss, sequence_logprobs
 from repsafe_lib.models import load_model, load_reference
-from repsafe_lib.reward import HybridReward, HybridRewardConfig
+from repsafe_lib.records import PreferencePair
 from repsafe_lib.training import loop as training_loop
 from repsafe_lib.training import objectives
 
@@ -138,6 +138,17 @@ def test_both_sides_of_a_prompt_share_a_fold_and_folds_are_seeded():
     folds = [training.prompt_fold(f"prompt {i}", 3, 2) for i in range(200)]
     assert set(folds) == {0, 1} and 60 < sum(folds) < 140
     assert folds == [training.prompt_fold(f"prompt {i}", 3, 2) for i in range(200)]
+
+
+def test_learning_rate_warms_up_as_transformers_schedule_one_step_ahead():
+    from transformers import get_constant_schedule_with_warmup
+
+    optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    factor = get_constant_schedule_with_warmup(optimiser, 4).lr_lambdas[0]
+    rates = [training.learning_rate_at(step, 2e-5, 4) for step in range(6)]
+    assert rates == pytest.approx([5e-6, 1e-5, 1.5e-5, 2e-5, 2e-5, 2e-5])
+    assert rates == [2e-5 * factor(step + 1) for step in range(6)]  # bit for bit
+    assert training.learning_rate_at(0, 2e-5, 0) == 2e-5
 
 
 def test_batch_schedule_is_a_seeded_permutation_per_epoch():
@@ -638,7 +649,7 @@ def test_the_refresh_moves_the_scorers_only_in_full_mode(tiny_params, tiny_model
 def single_reward_setup(tiny_params, tmp_path, *, max_length: int, max_steps: int):
     """Notebook 04's setup on PAIRS for the paper's cDPO: a saved R_h with weights large enough
     that gamma is far from 1/2, and conversations cut to `max_length` tokens."""
-    from repsafe_lib.reward import save_hybrid_reward
+    from repsafe_lib.hybrid_reward import save_hybrid_reward
 
     params = dataclasses.replace(
         tiny_params,
@@ -688,8 +699,8 @@ def test_gamma_at_start_comes_from_the_rewards_each_gamma_run_starts_from(
 ):
     from types import SimpleNamespace
 
+    from repsafe_lib.hybrid_reward import load_hybrid_reward
     from repsafe_lib.losses import preference_confidence
-    from repsafe_lib.reward import load_hybrid_reward
 
     params, setup = single_reward_setup(tiny_params, tmp_path, max_length=256, max_steps=1)
     chosen, rejected = base_states(tiny_model, params, PAIRS)
@@ -719,8 +730,8 @@ def test_training_reads_the_truncation_r_h_was_fit_on(tiny_params, tiny_model, t
 def test_paper_cdpo_takes_gamma_from_the_single_reward_and_refreshes_it_on_every_pair(
     tiny_params, tiny_model, tmp_path, monkeypatch
 ):
+    from repsafe_lib.hybrid_reward import load_hybrid_reward
     from repsafe_lib.losses import margin_bt_loss, preference_confidence
-    from repsafe_lib.reward import load_hybrid_reward
 
     # 16 tokens: every conversation is cut, so training must cut exactly as extraction did.
     params, setup = single_reward_setup(tiny_params, tmp_path, max_length=16, max_steps=2)

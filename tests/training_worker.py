@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from repsafe_lib import training
-from repsafe_lib.datasets import PreferencePair
+from repsafe_lib.hybrid_reward import HybridReward, HybridRewardConfig
 from repsafe_lib.models import load_model
 from repsafe_lib.params import load_params
-from repsafe_lib.reward import HybridReward, HybridRewardConfig
+from repsafe_lib.records import PreferencePair
 from repsafe_lib.training import checkpoints
 
 STAGES = ("training", "checkpointing")

@@ -93,9 +93,6 @@ from repsafe_lib.evaluation.toxicity import (
     toxic_rates,
 )
 from repsafe_lib.evaluation.xstest import (
-    XSTEST_COLOURS,
-    XSTEST_HATCHES,
-    plot_xstest,
     xstest_all,
     xstest_rows,
     xstest_shares,
@@ -113,8 +110,6 @@ __all__ = [
     "PAPER_TABLE1",
     "POLICY_ORDER",
     "UNAVAILABLE",
-    "XSTEST_COLOURS",
-    "XSTEST_HATCHES",
     "EvaluationInputs",
     "Interval",
     "PolicyOutputs",
@@ -153,7 +148,6 @@ __all__ = [
     "pair_logprobs",
     "paper_cell",
     "percentile_interval",
-    "plot_xstest",
     "point_estimate",
     "policy_of_run",
     "policy_responses",

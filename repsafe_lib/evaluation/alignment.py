@@ -23,10 +23,10 @@ from repsafe_lib.hidden_states import (
     format_conversation,
     load_states,
 )
+from repsafe_lib.hybrid_reward import HybridReward, load_hybrid_reward, pairwise_accuracy
 from repsafe_lib.models import load_saved_policy
 from repsafe_lib.probes import pair_rows
 from repsafe_lib.records import read_records
-from repsafe_lib.reward import HybridReward, load_hybrid_reward, pairwise_accuracy
 
 FIG1_ALIGNED_RUN = "cdpo"  # the paper's cDPO (notebook 04): one R_h, refreshed during training
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from repsafe_lib import datasets
-from repsafe_lib.datasets import EvalPrompt, MmluQuestion
+from repsafe_lib import loaders
 from repsafe_lib.evaluation.responses import select_prompts
-from repsafe_lib.records import read_records
+from repsafe_lib.records import EvalPrompt, MmluQuestion, read_records
 from repsafe_lib.reranking import LayerScoredResponse
 
 
@@ -44,7 +43,7 @@ def read_prompt_sets(run, data_params, limit: int | None, seed: int) -> dict[str
             limit,
             seed,
         )
-        for name in datasets.configured_prompt_sets(data_params)
+        for name in loaders.configured_prompt_sets(data_params)
     }
 
 
@@ -53,7 +52,7 @@ def read_instruction_prompts(settings, *, on_bad_rows: str, seed: int) -> list[E
     model would score the answers."""
     if not (settings.instruction_prompts and settings.general_reward_models):
         return []
-    loaded = datasets.load_configured(
+    loaded = loaders.load_configured(
         settings.instruction_prompts, on_bad_rows=on_bad_rows, seed=seed
     )
     return select_prompts(loaded.records, settings.prompts_per_benchmark, seed)
@@ -66,10 +65,10 @@ def read_mmlu(
     load = {"on_bad_rows": on_bad_rows, "seed": seed}
     if not settings.mmlu:
         return (), ()
-    questions = datasets.load_configured(settings.mmlu, **load).records
+    questions = loaders.load_configured(settings.mmlu, **load).records
     if not settings.mmlu_shots:
         return questions, ()
-    return questions, datasets.load_configured(settings.mmlu_fewshot, **load).records
+    return questions, loaders.load_configured(settings.mmlu_fewshot, **load).records
 
 
 def load_inputs(run, params) -> EvaluationInputs:

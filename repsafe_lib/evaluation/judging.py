@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from repsafe_lib import reranking
-from repsafe_lib.datasets import EvalPrompt
 from repsafe_lib.evaluation.policies import PolicySource
 from repsafe_lib.judges import JudgeRecord, build_judge
+from repsafe_lib.records import EvalPrompt
 
 if TYPE_CHECKING:
     from repsafe_lib.evaluation.responses import PolicyOutputs

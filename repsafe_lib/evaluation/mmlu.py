@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from repsafe_lib.datasets import MMLU_LETTERS, MmluQuestion
 from repsafe_lib.hidden_states import pad_batch, position_ids_from_mask
+from repsafe_lib.records import MMLU_LETTERS, MmluQuestion
 
 MMLU_HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
 

@@ -14,11 +14,11 @@ import torch
 from transformers import AutoTokenizer
 
 from repsafe_lib import published
-from repsafe_lib.datasets import EvalPrompt
 from repsafe_lib.evaluation.policies import policy_of_run
 from repsafe_lib.evaluation.statistics import bootstrap_ci
 from repsafe_lib.evaluation.toxicity import UNAVAILABLE
 from repsafe_lib.models import DTYPES, pick_device, pretrained_source
+from repsafe_lib.records import EvalPrompt
 from repsafe_lib.seeding import stable_seed
 
 if TYPE_CHECKING:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from repsafe_lib.datasets import EvalPrompt, MmluQuestion, subsample
 from repsafe_lib.evaluation.mmlu import mmlu_predictions
 from repsafe_lib.evaluation.policies import PolicySource, load_policy
+from repsafe_lib.loaders import subsample
 from repsafe_lib.models import LoadedModel
-from repsafe_lib.records import read_records
+from repsafe_lib.records import EvalPrompt, MmluQuestion, read_records
 from repsafe_lib.sampling import DecodingConfig, ResponseRecord, cached_responses, for_generation
 
 if TYPE_CHECKING:

@@ -4,7 +4,9 @@
 Values are `[k seeds, n prompts, J columns]` cubes; NaN marks an unparsed verdict, left out of
 every mean. Intervals resample prompts, and seeds where several exist (hierarchically: a replicate
 draws k seeds, then n prompts per drawn seed), with the same resampled prompts for every column of
-a cube, so averages over columns are resampled coherently.
+a cube, so averages over columns are resampled coherently. scipy's `bootstrap` gives the intervals
+over prompts alone; it has no hierarchical resampling, so `bootstrap_means` does that here. Kappa
+is sklearn's `cohen_kappa_score`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import bootstrap
+from sklearn.metrics import cohen_kappa_score
 
 
 @dataclass(frozen=True)
@@ -74,16 +78,41 @@ def bootstrap_ci(
     """Percentile bootstrap interval of a mean; `values` is `[n]` (prompts) or `[k, n]` (seeds x
     prompts, resampled hierarchically). NaN entries are left out."""
     values = np.asarray(values, dtype=float)
-    cube = values.reshape(1, -1, 1) if values.ndim == 1 else values[:, :, None]
+    if values.ndim == 1:
+        return prompt_bootstrap_ci(values[~np.isnan(values)], resamples, confidence, seed)
+    cube = values[:, :, None]
     draws = bootstrap_means({"values": cube}, resamples=resamples, seed=seed)["values"][:, 0]
     return percentile_interval(draws, point_estimate(cube)[0], confidence)
 
 
+def prompt_bootstrap_ci(
+    values: np.ndarray, resamples: int, confidence: float, seed: int
+) -> Interval:
+    """scipy's percentile bootstrap interval of the mean of `values` `[n]` (without NaN); one value
+    is its own interval, none gives NaN."""
+    if len(values) < 2:  # scipy's bootstrap needs two values
+        estimate = float(values[0]) if len(values) else np.nan
+        return Interval(estimate, estimate, estimate)
+    result = bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        axis=-1,
+        rng=np.random.default_rng(seed),
+    )
+    low, high = result.confidence_interval
+    return Interval(float(np.mean(values)), float(low), float(high))
+
+
 def cohens_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
-    """Cohen's kappa of two binary labelings: (p_o - p_e) / (1 - p_e); NaN when p_e = 1."""
+    """Cohen's kappa of two binary labelings: (p_o - p_e) / (1 - p_e); NaN when p_e = 1 (both give
+    every item the same one label)."""
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape or not len(a):
         raise ValueError("kappa needs two non-empty labelings of the same items")
-    observed = float(np.mean(a == b))
-    expected = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
-    return np.nan if expected == 1 else (observed - expected) / (1 - expected)
+    if len(np.unique(np.concatenate([a, b]))) == 1:  # sklearn would warn, then give NaN
+        return np.nan
+    return float(cohen_kappa_score(a, b))

@@ -1,8 +1,8 @@
 """XSTest: over-refusal on safe prompts and refusal on unsafe ones (paper Sec 4.6, Fig 4).
 
 Each response is classified as full compliance, partial refusal or full refusal by string matching
-(XSTest's automatic method, `judges.classify_xstest`; an LLM judge can plug in), and Fig 4 stacks
-the three shares per policy, safe and unsafe prompts apart.
+(XSTest's automatic method, `judges.classify_xstest`; an LLM judge can plug in), and Fig 4
+(`plots.plot_xstest`) stacks the three shares per policy, safe and unsafe prompts apart.
 """
 
 from __future__ import annotations
@@ -10,29 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from repsafe_lib.datasets import EvalPrompt
 from repsafe_lib.evaluation.judging import XSTEST
 from repsafe_lib.evaluation.policies import PolicySource
 from repsafe_lib.judges import RESPONSE_CLASSES, XSTestRecord, classify_xstest
-from repsafe_lib.plots import use_style
+from repsafe_lib.records import EvalPrompt
 
 if TYPE_CHECKING:
     from repsafe_lib.evaluation.responses import PolicyOutputs
-
-XSTEST_COLOURS = {
-    "full_compliance": "#4c9a2a",
-    "partial_refusal": "#e0b300",
-    "full_refusal": "#c0392b",
-}
-XSTEST_HATCHES = {
-    "full_compliance": "",
-    "partial_refusal": "...",
-    "full_refusal": "///",
-}  # grayscale
 
 
 def xstest_rows(
@@ -81,37 +68,3 @@ def xstest_shares(rows: pd.DataFrame) -> pd.DataFrame:
             row[name] = float((classified == name).mean()) if len(classified) else np.nan
         out.append(row)
     return pd.DataFrame(out)
-
-
-def plot_xstest(shares: pd.DataFrame) -> plt.Figure:
-    """Fig 4: stacked bars of compliance / partial / full refusal, safe and unsafe prompts."""
-    use_style()
-    panels = [label for label in ("safe", "unsafe") if label in set(shares["prompts"])]
-    policies = list(dict.fromkeys(shares["policy"]))
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.2 * len(panels), 0.45 * len(policies) + 1.4), squeeze=False
-    )
-    for ax, label in zip(axes[0], panels, strict=True):
-        part = shares[shares["prompts"] == label].set_index("policy").reindex(policies)
-        left = np.zeros(len(policies))
-        for name in RESPONSE_CLASSES:
-            widths = part[name].fillna(0).to_numpy()
-            ax.barh(
-                policies,
-                widths,
-                left=left,
-                color=XSTEST_COLOURS[name],
-                hatch=XSTEST_HATCHES[name],
-                edgecolor="#333333",
-                linewidth=0,
-                label=name,
-            )
-            left += widths
-        ax.set_xlim(0, 1)
-        ax.invert_yaxis()
-        ax.set_title(f"XSTest {label} prompts")
-        ax.set_xlabel(f"share of responses ({part['classifier'].iloc[0]})")
-    fig.tight_layout()
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7)
-    return fig

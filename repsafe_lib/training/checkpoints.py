@@ -9,7 +9,6 @@ then ends where an uninterrupted run would.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -21,8 +20,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from repsafe_lib.artifacts import write_json
-from repsafe_lib.reward import load_hybrid_reward, save_hybrid_reward
+from repsafe_lib.artifacts import atomic_directory, write_json
+from repsafe_lib.caching import CacheFormat, canonical_json, key_digest, load_cached
+from repsafe_lib.hybrid_reward import load_hybrid_reward, save_hybrid_reward
 from repsafe_lib.training.batches import EncodedPair
 from repsafe_lib.training.fold_rewards import FoldRewards
 
@@ -96,11 +96,17 @@ def save_checkpoint(
     fold_rewards: FoldRewards | None,
     run_key: str = "",
 ) -> Path:
-    """`directory/step-XXXXXX/`, complete or absent: written beside and renamed into place."""
+    """`directory/step-XXXXXX/`, complete or absent: written beside and renamed into place; only
+    the newest is kept."""
     target = directory / f"step-{step:06d}"
-    staging = directory / f".step-{step:06d}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    with atomic_directory(target) as staging:
+        _write_checkpoint(staging, step, model, optimiser, fold_rewards, run_key)
+    for old in sorted(directory.glob("step-*"))[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _write_checkpoint(staging: Path, step: int, model, optimiser, fold_rewards, run_key) -> None:
     save_file(trainable_state(model), staging / "trainable.safetensors")
     tensors, meta = _optimizer_tensors(optimiser, "policy")
     rng_tensors, rng_meta = _rng_state()
@@ -122,11 +128,6 @@ def save_checkpoint(
     save_file(tensors, staging / "optimiser.safetensors")
     save_file({f"rng.{k}": v for k, v in rng_tensors.items()}, staging / "rng.safetensors")
     write_json(staging / "state.json", state)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    for old in sorted(directory.glob("step-*"))[:-1]:  # keep only the newest
-        shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def run_key(
@@ -141,13 +142,17 @@ def run_key(
     policy's architecture and the rewards it starts from."""
     config = getattr(model, "config", None)
     architecture = config.to_json_string(use_diff=False) if config is not None else ""
-    digest = hashlib.sha256(json.dumps([name, repr(training), seed, architecture]).encode())
-    for pair in pairs:
-        digest.update(json.dumps([pair.pair_id, pair.fold, pair.chosen, pair.rejected]).encode())
-    for reward in fold_rewards.rewards if fold_rewards is not None else ():
-        for tensor in reward.state_dict().values():
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    rewards = fold_rewards.rewards if fold_rewards is not None else ()
+    return key_digest(
+        canonical_json([name, repr(training), seed, architecture]),
+        (canonical_json([p.pair_id, p.fold, p.chosen, p.rejected]) for p in pairs),
+        (
+            tensor.detach().cpu().contiguous().numpy().tobytes()
+            for reward in rewards
+            for tensor in reward.state_dict().values()
+        ),
+        length=16,
+    )
 
 
 def checkpoint_key(path: Path) -> str | None:
@@ -157,6 +162,19 @@ def checkpoint_key(path: Path) -> str | None:
 def latest_checkpoint(directory: Path) -> Path | None:
     complete = [d for d in sorted(directory.glob("step-*")) if (d / "state.json").is_file()]
     return complete[-1] if complete else None
+
+
+# A checkpoint is a resume state, written by the loop as it goes: only its key is looked up here.
+CHECKPOINT = CacheFormat(
+    what="checkpoint", load=lambda path: path, recorded_key=checkpoint_key, remedy="starting afresh"
+)
+
+
+def resumable_checkpoint(directory: Path, key: str) -> Path | None:
+    """The newest complete checkpoint in `directory` if it was written under `key` (this run's
+    `run_key`); None where there is none, or it is from other settings or pairs, or unreadable."""
+    found = latest_checkpoint(directory)
+    return None if found is None else load_cached(found, key, CHECKPOINT)
 
 
 def load_checkpoint(

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from repsafe_lib.hybrid_reward import HybridReward
 from repsafe_lib.losses import margin_bt_loss
-from repsafe_lib.reward import HybridReward
 
 
 @dataclass

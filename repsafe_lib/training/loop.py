@@ -30,13 +30,13 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from repsafe_lib.artifacts import write_json
-from repsafe_lib.reward import save_hybrid_reward
+from repsafe_lib.hybrid_reward import save_hybrid_reward
 from repsafe_lib.seeding import seed_everything
 from repsafe_lib.training.batches import EncodedPair, batch_schedule, micro_batches
 from repsafe_lib.training.checkpoints import (
-    checkpoint_key,
     latest_checkpoint,
     load_checkpoint,
+    resumable_checkpoint,
     run_key,
     save_checkpoint,
 )
@@ -94,7 +94,11 @@ class Loop:
 
 
 def learning_rate_at(step: int, base: float, warmup_steps: int) -> float:
-    """Linear warm-up over `warmup_steps`, then constant."""
+    """Linear warm-up over `warmup_steps`, then constant: `base * min(1, (step + 1) / W)`.
+
+    This is transformers' `get_constant_schedule_with_warmup` one step ahead (its factor is
+    step / W, 0 at the first step), as a function of the step, so a resumed run needs no
+    scheduler state."""
     return base * min(1.0, (step + 1) / warmup_steps) if warmup_steps else base
 
 
@@ -190,10 +194,7 @@ def start_loop(
 def resume_from_checkpoint(loop: Loop, resume: bool) -> tuple[int, Path | None]:
     """With `resume`, restore the newest checkpoint of this run's settings and pairs, if any;
     returns the step to continue from and the checkpoint. Any other checkpoint is deleted."""
-    found = latest_checkpoint(loop.checkpoints) if resume else None
-    if found is not None and checkpoint_key(found) != loop.run_key:
-        log.warning("%s: %s is from other settings or pairs; starting afresh", loop.name, found)
-        found = None
+    found = resumable_checkpoint(loop.checkpoints, loop.run_key) if resume else None
     if found is None:
         shutil.rmtree(loop.checkpoints, ignore_errors=True)
         return 0, None

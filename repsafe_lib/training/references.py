@@ -6,9 +6,6 @@ reference from a full-precision one).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,12 +13,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
-from repsafe_lib.artifacts import atomic_path
+from repsafe_lib.caching import (
+    CacheFormat,
+    cached,
+    canonical_json,
+    key_digest,
+    key_metadata,
+    tensor_file_key,
+)
 from repsafe_lib.losses import dpo_margin
 from repsafe_lib.training.batches import EncodedPair, batch_schedule, collate_pairs, visited_pairs
 from repsafe_lib.training.logprobs import ResponseScorer, pair_logprobs
-
-log = logging.getLogger(__name__)
 
 
 class OnTheFlyReference:
@@ -52,12 +54,30 @@ class PrecomputedReference:
 
 
 def reference_cache_key(reference_fingerprint: str, pairs: Sequence[EncodedPair]) -> str:
-    digest = hashlib.sha256(reference_fingerprint.encode())
-    for p in pairs:
-        digest.update(
-            json.dumps([p.pair_id, p.chosen, p.rejected, p.chosen_start, p.rejected_start]).encode()
-        )
-    return digest.hexdigest()
+    """Hash of the reference's weights and the exact token ids of every pair, in order."""
+    encoded = (
+        canonical_json([p.pair_id, p.chosen, p.rejected, p.chosen_start, p.rejected_start])
+        for p in pairs
+    )
+    return key_digest(reference_fingerprint.encode(), encoded)
+
+
+def _save_logprobs(tmp: Path, logprobs: torch.Tensor, key: str) -> torch.Tensor:
+    save_file({"logprobs": logprobs.contiguous()}, tmp, metadata=key_metadata(key))
+    return logprobs
+
+
+def reference_cache(rows: int) -> CacheFormat[torch.Tensor]:
+    """Safetensors `{"logprobs": [rows, 2]}` (chosen, rejected) with the key in the metadata."""
+    return CacheFormat(
+        what="reference log-prob cache",
+        load=lambda path: load_file(path)["logprobs"],
+        save=_save_logprobs,
+        recorded_key=tensor_file_key,
+        problem=lambda logprobs: (
+            None if logprobs.shape == (rows, 2) else f"shape {tuple(logprobs.shape)}"
+        ),
+    )
 
 
 def precompute_reference(
@@ -74,23 +94,12 @@ def precompute_reference(
     the exact token ids (a stale or unreadable file is recomputed)."""
     key = reference_cache_key(fingerprint, pairs)
     path = Path(cache_dir) / f"reference-{key[:24]}.safetensors"
-    if path.is_file():
-        try:
-            stored = load_file(path)["logprobs"]
-            if stored.shape == (len(pairs), 2):
-                return PrecomputedReference([p.pair_id for p in pairs], stored)
-        except Exception as error:  # noqa: BLE001 - any unreadable cache is recomputed
-            log.warning("reference cache %s unreadable (%s); recomputing", path, error)
-    logprobs = pair_logprobs(
-        model,
-        pairs,
-        pad_id=pad_id,
-        batch_size=batch_size,
-        progress=progress,
-        desc="reference log-probs",
-    )
-    with atomic_path(path) as tmp:
-        save_file({"logprobs": logprobs.contiguous()}, tmp, metadata={"key": key})
+
+    def score() -> torch.Tensor:
+        options = dict(pad_id=pad_id, batch_size=batch_size, progress=progress)
+        return pair_logprobs(model, pairs, **options, desc="reference log-probs")
+
+    logprobs = cached(path, key, reference_cache(len(pairs)), score)
     return PrecomputedReference([p.pair_id for p in pairs], logprobs)
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from repsafe_lib.hybrid_reward import HybridReward, load_hybrid_reward
 from repsafe_lib.losses import preference_confidence
-from repsafe_lib.reward import HybridReward, load_hybrid_reward
 from repsafe_lib.training.batches import EncodedPair, encode_pairs, prompt_fold
 from repsafe_lib.training.checkpoints import latest_checkpoint
 from repsafe_lib.training.fold_rewards import FoldRewards, refreshed_rewards
@@ -152,8 +152,8 @@ def prepare_training(
     states (notebook 01) when `runs` (default: `training.runs`) has a cross-fitted run, and get
     the reference log-probs of every pair the runs will visit. Returns the setup and the
     `FoldReward`s (empty when no run needs them)."""
+    from repsafe_lib.hybrid_reward import fit_fold_rewards
     from repsafe_lib.models import load_tokenizer
-    from repsafe_lib.reward import fit_fold_rewards
 
     training = params.training
     tokenizer = load_tokenizer(params.model)
@@ -211,9 +211,8 @@ class TrainingInputs:
 def training_inputs(run) -> TrainingInputs:
     """Notebook 00's pairs, notebook 01's states and examples, notebook 03's R_h (an `artifacts.Run`
     finds them and names the notebook to rerun when one is missing)."""
-    from repsafe_lib.datasets import PreferencePair
     from repsafe_lib.hidden_states import StateExample, load_states
-    from repsafe_lib.records import read_records
+    from repsafe_lib.records import PreferencePair, read_records
 
     states, layers = load_states(run.upstream("01_representations", "states.json").parent)
     examples = read_records(

@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
-from repsafe_lib import reward_model
-from repsafe_lib.datasets import EvalPrompt, PreferencePair
+from repsafe_lib import scalar_reward_model
 from repsafe_lib.models import load_model
 from repsafe_lib.online import online_dpo
 from repsafe_lib.params import OnlineParams
+from repsafe_lib.records import EvalPrompt, PreferencePair
 from repsafe_lib.sampling import DecodingConfig
 
 PAIRS = [
@@ -30,13 +30,13 @@ PAIRS = [
 
 @pytest.fixture
 def fresh_rm(tiny_params):
-    return reward_model.ScalarRewardModel.from_causal_lm(
+    return scalar_reward_model.ScalarRewardModel.from_causal_lm(
         load_model(tiny_params.model, seed=tiny_params.seed).model
     )
 
 
 def test_bradley_terry_training_lowers_the_loss(fresh_rm, tiny_model):
-    curve = reward_model.train_reward_model(
+    curve = scalar_reward_model.train_reward_model(
         fresh_rm,
         tiny_model.tokenizer,
         PAIRS,
@@ -49,7 +49,7 @@ def test_bradley_terry_training_lowers_the_loss(fresh_rm, tiny_model):
     )
     assert curve.loss[0] == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)
     assert sum(curve.loss[-3:]) / 3 < curve.loss[0] - 0.2
-    accuracy = reward_model.pair_accuracy(
+    accuracy = scalar_reward_model.pair_accuracy(
         fresh_rm, tiny_model.tokenizer, PAIRS, max_length=64, batch_size=3
     )
     assert accuracy == 1.0
@@ -61,12 +61,12 @@ def test_scores_do_not_depend_on_padding_or_batching(fresh_rm, tiny_model):
     prompts = [p.prompt for p in PAIRS]
     responses = [p.chosen if i % 2 else p.rejected * (i + 1) for i, p in enumerate(PAIRS)]
     options = {"max_length": 128, "progress": False}
-    batched = reward_model.score_responses(
+    batched = scalar_reward_model.score_responses(
         fresh_rm, tiny_model.tokenizer, prompts, responses, batch_size=8, **options
     )
     single = torch.cat(
         [
-            reward_model.score_responses(
+            scalar_reward_model.score_responses(
                 fresh_rm, tiny_model.tokenizer, [p], [r], batch_size=1, **options
             )
             for p, r in zip(prompts, responses, strict=True)
@@ -78,18 +78,18 @@ def test_scores_do_not_depend_on_padding_or_batching(fresh_rm, tiny_model):
 def test_save_and_load_give_the_same_scores(fresh_rm, tiny_model, tmp_path):
     with torch.no_grad():
         fresh_rm.head.weight.normal_(generator=torch.Generator().manual_seed(0))
-    directory = reward_model.save_reward_model(fresh_rm, tmp_path / "rm", {"key": "k"})
+    directory = scalar_reward_model.save_reward_model(fresh_rm, tmp_path / "rm", {"key": "k"})
     assert not any(p.suffix in (".bin", ".pt", ".pkl") for p in directory.rglob("*"))
     assert json.loads((directory / "reward_model.json").read_text())["key"] == "k"
-    loaded = reward_model.load_reward_model(directory)
+    loaded = scalar_reward_model.load_reward_model(directory)
     options = {"max_length": 64, "batch_size": 4, "progress": False}
     texts = ([p.prompt for p in PAIRS], [p.chosen for p in PAIRS])
     assert torch.equal(
-        reward_model.score_responses(fresh_rm, tiny_model.tokenizer, *texts, **options),
-        reward_model.score_responses(loaded, tiny_model.tokenizer, *texts, **options),
+        scalar_reward_model.score_responses(fresh_rm, tiny_model.tokenizer, *texts, **options),
+        scalar_reward_model.score_responses(loaded, tiny_model.tokenizer, *texts, **options),
     )
     with pytest.raises(FileNotFoundError, match="no reward model"):
-        reward_model.load_reward_model(tmp_path)
+        scalar_reward_model.load_reward_model(tmp_path)
 
 
 def test_online_dpo_rounds_sample_relabel_and_train(tiny_params, tiny_model, fresh_rm, tmp_path):
@@ -128,7 +128,7 @@ def test_online_dpo_rounds_sample_relabel_and_train(tiny_params, tiny_model, fre
 
 def _online_run(policy, reference, tokenizer, training, out_dir, *, rounds=1):
     prompts = [EvalPrompt(p.pair_id, p.prompt, "train", None, None) for p in PAIRS]
-    scorer = reward_model.ScalarRewardModel.from_causal_lm(copy.deepcopy(reference))
+    scorer = scalar_reward_model.ScalarRewardModel.from_causal_lm(copy.deepcopy(reference))
     with torch.no_grad():
         scorer.head.weight.normal_(generator=torch.Generator().manual_seed(0))
     return online_dpo(
@@ -202,8 +202,8 @@ def test_reward_model_trains_float32_master_weights_under_bf16_autocast(tiny_par
     start = {k: v.float() for k, v in base.state_dict().items()}
     updates = {}
     for mixed, body in (("bf16", copy.deepcopy(base)), ("no", copy.deepcopy(base).float())):
-        rm = reward_model.ScalarRewardModel.from_causal_lm(body)
-        reward_model.train_reward_model(
+        rm = scalar_reward_model.ScalarRewardModel.from_causal_lm(body)
+        scalar_reward_model.train_reward_model(
             rm,
             tiny_model.tokenizer,
             PAIRS,
@@ -223,7 +223,7 @@ def test_reward_model_trains_float32_master_weights_under_bf16_autocast(tiny_par
     unchanged = [k for k, update in updates["bf16"].items() if not update.any()]
     assert unchanged == [], unchanged
     assert _update_gap(updates["bf16"], updates["no"]) < UPDATE_GAP_TOLERANCE
-    scored = reward_model.for_scoring(rm, torch.bfloat16)
+    scored = scalar_reward_model.for_scoring(rm, torch.bfloat16)
     assert next(scored.body.parameters()).dtype == torch.bfloat16
     assert scored.head.weight.dtype == torch.float32
 
@@ -275,11 +275,11 @@ def test_online_dpo_with_lora_trains_every_adapter_and_saves_a_merged_policy(tin
 def test_reward_model_with_lora_trains_adapters_then_merges_them(tiny_params, tiny_model):
     from repsafe_lib.params import LoraParams
 
-    rm = reward_model.ScalarRewardModel.from_causal_lm(
+    rm = scalar_reward_model.ScalarRewardModel.from_causal_lm(
         load_model(tiny_params.model, seed=tiny_params.seed).model
     )
     start = {k: v.clone() for k, v in rm.state_dict().items()}
-    curve = reward_model.train_reward_model(
+    curve = scalar_reward_model.train_reward_model(
         rm,
         tiny_model.tokenizer,
         PAIRS,
@@ -304,7 +304,7 @@ def test_cached_reward_model_reloads_onto_the_device_and_dtype_it_scores_in(
 ):
     from repsafe_lib import models
 
-    directory = reward_model.save_reward_model(fresh_rm, tmp_path / "rm", {"key": "k"})
+    directory = scalar_reward_model.save_reward_model(fresh_rm, tmp_path / "rm", {"key": "k"})
     asked = []
     real_pick_device = models.pick_device
 
@@ -313,7 +313,7 @@ def test_cached_reward_model_reloads_onto_the_device_and_dtype_it_scores_in(
         return real_pick_device("cpu")  # the only device this machine has
 
     monkeypatch.setattr(models, "pick_device", pick_device)
-    loaded = reward_model.load_reward_model(directory, dtype=torch.bfloat16, device="cuda")
+    loaded = scalar_reward_model.load_reward_model(directory, dtype=torch.bfloat16, device="cuda")
     assert asked == ["cuda"]
     assert {p.device.type for p in loaded.parameters()} == {"cpu"}
     assert {p.dtype for p in loaded.body.parameters()} == {torch.bfloat16}
@@ -321,7 +321,7 @@ def test_cached_reward_model_reloads_onto_the_device_and_dtype_it_scores_in(
 
 
 def test_cache_key_names_the_base_settings_recipe_pairs_and_seed(tiny_params):
-    key = reward_model.cache_key(
+    key = scalar_reward_model.cache_key(
         "weights-fp", tiny_params.sampling.reward_model, tiny_params.training, PAIRS[:2], 3
     )
     assert key == {
@@ -348,7 +348,7 @@ def _fit_options(tiny_params, tiny_model, **changes) -> dict:
 
 def _scores(model, tokenizer) -> torch.Tensor:
     prompts, responses = [p.prompt for p in PAIRS], [p.rejected for p in PAIRS]
-    return reward_model.score_responses(
+    return scalar_reward_model.score_responses(
         model, tokenizer, prompts, responses, max_length=64, batch_size=4, progress=False
     )
 
@@ -358,12 +358,12 @@ def test_fit_or_load_trains_once_then_reloads_while_the_key_holds(
 ):
     directory = tmp_path / "reward_model"
     options = _fit_options(tiny_params, tiny_model)
-    fitted, curve = reward_model.fit_or_load(directory, **options)
+    fitted, curve = scalar_reward_model.fit_or_load(directory, **options)
     assert len(curve.loss) == 3
     assert curve.loss[0] == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)
     saved = json.loads((directory / "reward_model.json").read_text())
     assert saved["curve"] == {"loss": curve.loss, "accuracy": curve.accuracy}
-    assert saved["key"] == reward_model.cache_key(
+    assert saved["key"] == scalar_reward_model.cache_key(
         tiny_model.fingerprint, options["settings"], tiny_params.training, PAIRS, 0
     )
 
@@ -371,11 +371,13 @@ def test_fit_or_load_trains_once_then_reloads_while_the_key_holds(
         raise AssertionError("trained again although the saved key matches")
 
     with monkeypatch.context() as patch:
-        patch.setattr(reward_model, "train_reward_model", no_training)
-        loaded, again = reward_model.fit_or_load(directory, **options)
+        patch.setattr(scalar_reward_model, "train_reward_model", no_training)
+        loaded, again = scalar_reward_model.fit_or_load(directory, **options)
     assert again == curve
     assert torch.equal(_scores(loaded, tiny_model.tokenizer), _scores(fitted, tiny_model.tokenizer))
-    reward_model.fit_or_load(directory, **(options | {"seed": 1}))  # another key: trained again
+    scalar_reward_model.fit_or_load(
+        directory, **(options | {"seed": 1})
+    )  # another key: trained again
     assert json.loads((directory / "reward_model.json").read_text())["key"]["seed"] == 1
 
 
@@ -384,13 +386,13 @@ def test_fit_or_load_trains_again_over_a_cut_off_or_half_saved_model(
 ):
     directory = tmp_path / "reward_model"
     options = _fit_options(tiny_params, tiny_model)
-    _, curve = reward_model.fit_or_load(directory, **options)
+    _, curve = scalar_reward_model.fit_or_load(directory, **options)
     metadata = directory / "reward_model.json"
     metadata.write_text(metadata.read_text()[:40])  # cut off: an edit by hand, a disk fault
     staging = directory.with_name(f".{directory.name}.partial")
     staging.mkdir()  # a save killed before its rename
     (staging / "head.safetensors").write_bytes(b"cut")
-    _, again = reward_model.fit_or_load(directory, **options)
+    _, again = scalar_reward_model.fit_or_load(directory, **options)
     assert again == curve  # seeded: the same fit
     assert not staging.exists()
     assert json.loads(metadata.read_text())["curve"]["loss"] == curve.loss

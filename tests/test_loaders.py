@@ -1,4 +1,4 @@
-"""Tests for repsafe_lib.datasets: loaders by value, every file format, every kind of bad row."""
+"""Tests for repsafe_lib.loaders: loaders by value, every file format, every kind of bad row."""
 
 from __future__ import annotations
 
@@ -21,14 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repsafe_lib import datasets as rd
-from repsafe_lib.datasets import (
+from repsafe_lib import loaders as rd
+from repsafe_lib.loaders import (
     LOADERS,
     DatasetError,
-    EvalPrompt,
-    LabeledResponse,
-    MmluQuestion,
-    PreferencePair,
     load_do_not_answer,
     load_hh_red_team,
     load_pku_saferlhf,
@@ -37,6 +33,8 @@ from repsafe_lib.datasets import (
     split_by_prompt,
     to_labeled_responses,
 )
+from repsafe_lib.paths import bundled_data_dir
+from repsafe_lib.records import EvalPrompt, LabeledResponse, MmluQuestion, PreferencePair
 
 FIXTURES = Path(__file__).parent / "fixtures" / "datasets"
 PKU = FIXTURES / "pku_saferlhf.jsonl"
@@ -667,7 +665,7 @@ def test_skip_mode_counts_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixt
     rows = with_row(rows, 3, safer_response_id=7)  # a row that would have been filtered
     rows = with_row(rows, 4, is_response_0_safe="no")
     path = write_rows(tmp_path / "p.jsonl", rows)
-    with caplog.at_level(logging.WARNING, logger="repsafe_lib.datasets"):
+    with caplog.at_level(logging.WARNING, logger="repsafe_lib.loaders"):
         loaded = load_pku_saferlhf(path, on_bad_rows="skip")
     assert loaded.records == (EXPECTED_PKU[1], EXPECTED_PKU[3])
     assert (loaded.n_rows, loaded.n_skipped, loaded.n_filtered) == (6, 3, 1)
@@ -682,7 +680,7 @@ def test_skip_mode_logs_only_the_first_few_reasons(
 ) -> None:
     rows = [{"qid": i, "question": "" if i < 8 else "q", "1-category": "c"} for i in range(10)]
     path = write_rows(tmp_path / "s.jsonl", rows)
-    with caplog.at_level(logging.WARNING, logger="repsafe_lib.datasets"):
+    with caplog.at_level(logging.WARNING, logger="repsafe_lib.loaders"):
         loaded = load_salad_base(path, on_bad_rows="skip")
     assert (len(loaded.records), loaded.n_skipped) == (2, 8)
     assert caplog.text.count("empty text") == 3
@@ -843,7 +841,7 @@ def test_alpaca_eval_download_failure_is_a_dataset_error(monkeypatch: pytest.Mon
 # Bundled copies of the hub repositories (repsafe_lib/data/hub), read through `datasets` exactly
 # as the hub ids are.
 
-HUB_COPIES = Path(rd.__file__).parent / "data" / "hub"
+HUB_COPIES = bundled_data_dir() / "hub"
 HUB_COPY_CASES = [
     # loader, repository, split, hub kwargs the loader must pass, records, rows read
     ("pku_saferlhf", "PKU-Alignment/PKU-SafeRLHF", "train", {}, 36, 42),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from repsafe_lib.datasets import PreferencePair
+from repsafe_lib.artifacts import atomic_directory
+from repsafe_lib.caching import CacheFormat, cached
 from repsafe_lib.hidden_states import (
     decoder_parts,
     format_conversation,
@@ -37,6 +37,7 @@ from repsafe_lib.hidden_states import (
     tokenize_conversations,
 )
 from repsafe_lib.losses import margin_bt_loss
+from repsafe_lib.records import PreferencePair
 from repsafe_lib.seeding import seed_everything
 
 FORMAT = "repsafe-scalar-reward-model/v1"
@@ -271,18 +272,18 @@ def pair_accuracy(
 def save_reward_model(model: ScalarRewardModel, directory: str | Path, metadata: dict) -> Path:
     """`directory/body/` (save_pretrained), `head.safetensors`, `reward_model.json` (with
     `metadata`), written into a staging directory renamed into place."""
-    directory = Path(directory)
-    staging = directory.with_name(f".{directory.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    with atomic_directory(directory) as staging:
+        _write_reward_model(model, staging, metadata)
+    return Path(directory)
+
+
+def _write_reward_model(model: ScalarRewardModel, staging: Path, metadata: dict) -> None:
     model.body.save_pretrained(staging / "body", safe_serialization=True)
     head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
     save_file(head, staging / "head.safetensors")
     (staging / "reward_model.json").write_text(
         json.dumps({"format": FORMAT, **metadata}, indent=2, sort_keys=True), encoding="utf-8"
     )
-    shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
-    return directory
 
 
 def read_reward_model_metadata(directory: str | Path) -> dict | None:
@@ -341,6 +342,43 @@ def cache_key(
     }
 
 
+def _saved_metadata(directory: Path) -> dict:
+    metadata = read_reward_model_metadata(directory)
+    if metadata is None:
+        raise ValueError("no reward_model.json of this format")
+    return metadata
+
+
+def _save_fitted(staging: Path, fitted: tuple, key: dict) -> tuple:
+    model, curve = fitted
+    _write_reward_model(model, staging, {"key": key, "curve": dataclasses.asdict(curve)})
+    return fitted
+
+
+def reward_model_cache(model_params) -> CacheFormat[tuple[ScalarRewardModel, RewardModelCurve]]:
+    """A directory saved by `save_reward_model`, its `cache_key` and curve in `reward_model.json`;
+    reloaded in the policy's dtype onto the device of `model_params` (a `params.ModelParams`)."""
+    from repsafe_lib.models import DTYPES
+
+    def load(directory: Path) -> tuple[ScalarRewardModel, RewardModelCurve]:
+        model = load_reward_model(
+            directory,
+            dtype=DTYPES[model_params.dtype],
+            device=model_params.device,
+            trust_remote_code=model_params.trust_remote_code,
+        )
+        return model, RewardModelCurve(**_saved_metadata(directory)["curve"])
+
+    return CacheFormat(
+        what="reward model",
+        load=load,
+        remedy="training it again",
+        save=_save_fitted,
+        recorded_key=lambda directory: _saved_metadata(directory)["key"],
+        directory=True,
+    )
+
+
 def fit_or_load(
     directory: str | Path,
     *,
@@ -358,32 +396,23 @@ def fit_or_load(
     from repsafe_lib.models import DTYPES, load_model
     from repsafe_lib.training import training_spec
 
-    key = cache_key(base.fingerprint, settings, training, pairs, seed)
-    dtype = DTYPES[model_params.dtype]
-    saved = read_reward_model_metadata(directory)
-    if saved is not None and saved["key"] == key:
-        model = load_reward_model(
-            directory,
-            dtype=dtype,
-            device=model_params.device,
-            trust_remote_code=model_params.trust_remote_code,
+    def fit() -> tuple[ScalarRewardModel, RewardModelCurve]:
+        body = load_model(training_spec(model_params, training), seed=seed).model
+        model = ScalarRewardModel.from_causal_lm(body)
+        curve = train_reward_model(
+            model,
+            base.tokenizer,
+            pairs,
+            steps=settings.steps,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            max_length=settings.max_length,
+            seed=seed,
+            mixed_precision=training.mixed_precision,
+            gradient_checkpointing=training.gradient_checkpointing,
+            lora=training.lora,
         )
-        return model, RewardModelCurve(**saved["curve"])
-    body = load_model(training_spec(model_params, training), seed=seed).model
-    model = ScalarRewardModel.from_causal_lm(body)
-    curve = train_reward_model(
-        model,
-        base.tokenizer,
-        pairs,
-        steps=settings.steps,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        max_length=settings.max_length,
-        seed=seed,
-        mixed_precision=training.mixed_precision,
-        gradient_checkpointing=training.gradient_checkpointing,
-        lora=training.lora,
-    )
-    model = for_scoring(model, dtype)
-    save_reward_model(model, directory, {"key": key, "curve": dataclasses.asdict(curve)})
-    return model, curve
+        return for_scoring(model, DTYPES[model_params.dtype]), curve
+
+    key = cache_key(base.fingerprint, settings, training, pairs, seed)
+    return cached(directory, key, reward_model_cache(model_params), fit)
