@@ -3,6 +3,10 @@ PROFILE ?= smol
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PYTEST_ARGS ?=
+# One pytest worker per physical core (at most four; pytest-xdist). The tests that read a shared
+# pipeline run go to one worker together (tests/conftest.py), so each pipeline runs once.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup
 TEST_OUTPUTS ?= $(CURDIR)/outputs/.test
 LINT_PATHS := repsafe_lib tests benchmarks scripts notebooks
 
@@ -58,12 +62,12 @@ report: install
 test: lint
 	rm -rf $(TEST_OUTPUTS)
 	REPSAFE_PARAMS=params/tiny.yaml REPSAFE_OUTPUTS=$(TEST_OUTPUTS) \
-		$(BIN)/python -m pytest tests -p no:cacheprovider $(PYTEST_ARGS)
+		$(BIN)/python -m pytest tests -p no:cacheprovider $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: lint
 	rm -rf $(TEST_OUTPUTS)
 	REPSAFE_PARAMS=params/tiny.yaml REPSAFE_OUTPUTS=$(TEST_OUTPUTS) \
-		$(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+		$(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 nbval: install
 	rm -rf $(TEST_OUTPUTS)

@@ -16,13 +16,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from repsafe_lib.artifacts import read_json
 from repsafe_lib.caching import (
@@ -37,6 +36,9 @@ from repsafe_lib.caching import (
 )
 from repsafe_lib.loaders import to_labeled_responses
 from repsafe_lib.records import PreferencePair
+
+if TYPE_CHECKING:  # at run time these would load all of transformers' modelling code
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 

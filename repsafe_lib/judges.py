@@ -19,11 +19,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
-
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from repsafe_lib.sampling import generate_texts
+
+if TYPE_CHECKING:  # at run time these would load all of transformers' modelling code
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 ResponseClass = Literal["full_compliance", "partial_refusal", "full_refusal"]
 RESPONSE_CLASSES: tuple[ResponseClass, ...] = ("full_compliance", "partial_refusal", "full_refusal")

@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -31,8 +32,6 @@ from transformers import (
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -42,6 +41,9 @@ from repsafe_lib.caching import CacheFormat, canonical_json, key_digest, load_ca
 from repsafe_lib.hidden_states import format_prompt, length_sorted_batches, pad_batch
 from repsafe_lib.records import EvalPrompt, read_records, write_records
 from repsafe_lib.seeding import stable_seed
+
+if TYPE_CHECKING:  # at run time these would load all of transformers' modelling code
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 

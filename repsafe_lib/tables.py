@@ -68,6 +68,11 @@ def length_summary(words: np.ndarray, is_safe: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def response_words(words: np.ndarray, is_safe: np.ndarray) -> pd.DataFrame:
+    """`response_words.csv`: one row per response, its length in words and whether it is safe."""
+    return pd.DataFrame({"words": np.asarray(words), "is_safe": np.asarray(is_safe, dtype=bool)})
+
+
 def pca_summary(panels: Sequence) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -78,6 +83,25 @@ def pca_summary(panels: Sequence) -> pd.DataFrame:
             "n_safe": [int(p.is_safe.sum()) for p in panels],
             "n_unsafe": [int((~p.is_safe).sum()) for p in panels],
         }
+    )
+
+
+def pca_points(panels: Sequence) -> pd.DataFrame:
+    """`pca_points.csv`: one row per (panel layer, state), its coordinates on the layer's top-2
+    principal directions and its class, in the panels' order."""
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "layer": panel.layer,
+                    "pc1": panel.coords[:, 0],
+                    "pc2": panel.coords[:, 1],
+                    "is_safe": np.asarray(panel.is_safe, dtype=bool),
+                }
+            )
+            for panel in panels
+        ],
+        ignore_index=True,
     )
 
 
@@ -134,6 +158,39 @@ def confidence_summary(gammas: dict[str, np.ndarray]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def reward_training(curves: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """`reward_training.csv`: one row per (run, step), the margin-BT loss (Eq 7) before it."""
+    return pd.DataFrame(
+        [
+            {"run": name, "step": step, "loss": loss}
+            for name, losses in curves.items()
+            for step, loss in enumerate(losses)
+        ]
+    )
+
+
+def gate_weights(layers: Sequence[int], weights: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """`gate_weights.csv`: one row per (gate kind, layer), the layer's mean gate weight."""
+    return pd.DataFrame(
+        [
+            {"gate": name, "layer": layer, "mean_weight": weight}
+            for name, values in weights.items()
+            for layer, weight in zip(layers, values, strict=True)
+        ]
+    )
+
+
+def gamma_per_pair(gammas: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """`gamma_per_pair.csv`: one row per (set of pairs, pair), its gamma (Eq 8)."""
+    return pd.concat(
+        [
+            pd.DataFrame({"pairs": name, "gamma": np.asarray(gamma, dtype=np.float64)})
+            for name, gamma in gammas.items()
+        ],
+        ignore_index=True,
+    )
 
 
 # Notebook 04: the rewards training starts from, the runs, held-out pairs.

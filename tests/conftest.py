@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -154,13 +155,28 @@ RELIABILITY_TESTS = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+# `make test` spreads the tests over one worker per core (pytest-xdist, `--dist loadgroup`). The
+# tests that read the session's tiny pipeline run share one worker, so that run happens once; the
+# rehearsal's tests share another. Each worker gets its share of the cores, and so do the notebook
+# kernels its pipelines start (they inherit OMP_NUM_THREADS).
+SHARED_RUN_GROUPS = {"tiny_run": "tiny-run", "rehearsal_run": "rehearsal-run"}
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+    torch.set_num_threads(THREADS)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker and before xdist reads groups
 def pytest_collection_modifyitems(items):
     listed = {name for names in RELIABILITY_TESTS.values() for name in names}
     for item in items:
         name = getattr(item, "originalname", None)  # nbval's notebook cells have none
         if name and f"{item.path.name}::{name}" in listed:
             item.add_marker(pytest.mark.reliability)
+        shared = [g for f, g in SHARED_RUN_GROUPS.items() if f in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -351,11 +352,12 @@ def visible_files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_bad_input_stops_notebook_00_before_it_writes_any_file(tmp_path, capsys):
+def test_bad_input_stops_notebook_00_before_it_writes_any_file(tiny_run, tmp_path, capsys):
     """A bad XSTest file, or pairs the one-safe filter empties, leave the previous run's files of
-    notebook 00 byte for byte: new pair files never sit beside the old manifest and prompts."""
-    assert pipeline.main(["--params", "params/tiny.yaml", "--only", "00"]) == 0
+    notebook 00 (the session's tiny run's) byte for byte: new pair files never sit beside the old
+    manifest and prompts."""
     earlier = paths.notebook_dir("tiny", "00_data")
+    shutil.copytree(tiny_run / "00_data", earlier)
     before = visible_files(earlier)
     assert {"manifest.json", "pairs_train.jsonl", "prompts_xstest.jsonl"} <= set(before)
     tiny = (ROOT / "params" / "tiny.yaml").read_text(encoding="utf-8")

@@ -542,7 +542,7 @@ def test_surrogate_pairs_are_ordinary_text(tmp_path: Path) -> None:
 # File-level errors always raise.
 
 
-@pytest.mark.parametrize("content", [b"", b"  \n\n\t ", gzip.compress(b"")])
+@pytest.mark.parametrize("content", [b"", b"  \n\n\t ", gzip.compress(b"", mtime=0)])
 def test_empty_file(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / ("e.jsonl.gz" if content.startswith(b"\x1f\x8b") else "e.jsonl")
     path.write_bytes(content)
@@ -618,7 +618,7 @@ def test_field_missing_from_every_json_row_is_a_column_error(tmp_path: Path) -> 
         ("p.parquet.gz", b"x", "compressed parquet is not supported"),
         ("p.parquet", b"not parquet at all", "not a readable parquet file"),
         ("p.jsonl.gz", b"not gzip", "not a readable gzip file"),
-        ("p.csv.gz", gzip.compress(b"prompt\nx\n")[:-6], "not a readable gzip file"),
+        ("p.csv.gz", gzip.compress(b"prompt\nx\n", mtime=0)[:-6], "not a readable gzip file"),
     ],
 )
 def test_unreadable_files(tmp_path: Path, name: str, content: bytes, reason: str) -> None:

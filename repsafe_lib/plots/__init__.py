@@ -5,13 +5,12 @@ Every plotting function of the suite lives here, one module per family of figure
 Fig 1 and Fig 6's pairwise form), `training_curves` (04: Fig 5), `evaluation` (05, 06: Table 2,
 Fig 4, Fig 6) and `compute` (07: Fig 7); the style is set once in `style`. Each takes the
 DataFrames as its notebook writes them to disk (CSV or JSON lines), so notebook 08 and the report
-redraw every paper figure from its tables alone (`results.PAPER_ITEMS`). Where no table held a
-figure's data, the function that builds one sits beside the figure (`pca_points`,
-`gate_weight_table`, ...).
+redraw every paper figure from its tables alone (`results.PAPER_ITEMS`); the tables themselves
+are built in `tables`.
 """
 
 from repsafe_lib.plots.compute import plot_fig7
-from repsafe_lib.plots.data import plot_category_counts, plot_length_by_class, response_words
+from repsafe_lib.plots.data import plot_category_counts, plot_length_by_class
 from repsafe_lib.plots.evaluation import (
     XSTEST_COLOURS,
     XSTEST_HATCHES,
@@ -20,15 +19,12 @@ from repsafe_lib.plots.evaluation import (
     plot_xstest,
 )
 from repsafe_lib.plots.representations import (
-    pca_points,
     plot_pca_kde,
     plot_separation_by_layer,
 )
 from repsafe_lib.plots.rewards import (
     CONTROL_NAMES,
     control_reference_lines,
-    gamma_table,
-    gate_weight_table,
     plot_alignment_layers,
     plot_confidence_cdf,
     plot_gate_weights,
@@ -36,7 +32,6 @@ from repsafe_lib.plots.rewards import (
     plot_reward_strategies,
     plot_reward_training,
     reference_lines,
-    reward_training_table,
 )
 from repsafe_lib.plots.style import CLASS_STYLE, STYLE, use_style
 from repsafe_lib.plots.training_curves import plot_training_curves
@@ -48,9 +43,6 @@ __all__ = [
     "XSTEST_COLOURS",
     "XSTEST_HATCHES",
     "control_reference_lines",
-    "gamma_table",
-    "gate_weight_table",
-    "pca_points",
     "plot_alignment_layers",
     "plot_category_counts",
     "plot_confidence_cdf",
@@ -67,7 +59,5 @@ __all__ = [
     "plot_training_curves",
     "plot_xstest",
     "reference_lines",
-    "response_words",
-    "reward_training_table",
     "use_style",
 ]

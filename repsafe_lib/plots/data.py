@@ -13,14 +13,9 @@ import pandas as pd
 from repsafe_lib.plots.style import CLASS_STYLE, use_style
 
 
-def response_words(words: np.ndarray, is_safe: np.ndarray) -> pd.DataFrame:
-    """`response_words.csv`: one row per response, its length in words and whether it is safe."""
-    return pd.DataFrame({"words": np.asarray(words), "is_safe": np.asarray(is_safe, dtype=bool)})
-
-
 def plot_length_by_class(responses: pd.DataFrame) -> plt.Figure:
     """Response length (words) of safe vs unsafe responses: a probe must beat what this separates.
-    `responses` is `response_words`'s table."""
+    `responses` is `tables.response_words`'s table."""
     use_style()
     words, is_safe = responses["words"].to_numpy(), responses["is_safe"].to_numpy(dtype=bool)
     fig, ax = plt.subplots(figsize=(5, 3))

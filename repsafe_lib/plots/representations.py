@@ -2,7 +2,7 @@
 (paper Fig 2 / Fig 8), and the classes' separation along the depth.
 
 They draw from notebook 01's tables: `pca_points.csv` (the projected states of each panel layer,
-`pca_points`'s shape) and `pca_separation.csv` (`tables.pca_summary`: per layer the variance each
+`tables.pca_points`) and `pca_separation.csv` (`tables.pca_summary`: per layer the variance each
 direction explains and d').
 """
 
@@ -16,26 +16,6 @@ import pandas as pd
 from scipy.stats import gaussian_kde
 
 from repsafe_lib.plots.style import CLASS_STYLE, use_style
-from repsafe_lib.projection import PcaPanel
-
-
-def pca_points(panels: Sequence[PcaPanel]) -> pd.DataFrame:
-    """`pca_points.csv`: one row per (panel layer, state), its coordinates on the layer's top-2
-    principal directions and its class, in the panels' order."""
-    return pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "layer": panel.layer,
-                    "pc1": panel.coords[:, 0],
-                    "pc2": panel.coords[:, 1],
-                    "is_safe": np.asarray(panel.is_safe, dtype=bool),
-                }
-            )
-            for panel in panels
-        ],
-        ignore_index=True,
-    )
 
 
 def _kde_contours(ax, points: np.ndarray, grid: tuple[np.ndarray, np.ndarray], style: dict) -> None:
@@ -86,7 +66,7 @@ def _pca_panel(ax, points: pd.DataFrame, summary: pd.Series) -> None:
 
 def plot_pca_kde(points: pd.DataFrame, separation: pd.DataFrame, model_name: str) -> plt.Figure:
     """Fig 2/8: KDE contours of safe vs unsafe states on the top-2 principal directions, one panel
-    per layer of `points` (`pca_points`'s table), titled from its `separation` row."""
+    per layer of `points` (`tables.pca_points`), titled from its `separation` row."""
     use_style()
     layers = list(dict.fromkeys(points["layer"]))
     by_layer = separation.set_index("layer")

@@ -4,13 +4,10 @@ pairwise form, Eq 7-8).
 Each draws from a table its notebook writes: the probe, control and hybrid-reward metrics over
 splits (`probe_metrics.csv`, `control_metrics.csv`, `hybrid_metrics.csv`), the per-layer reward
 accuracy before and after alignment (`fig1_reward_accuracy.csv`), the strategies' pairwise
-accuracy (`fig6_strategies.csv`), and the tables built here: R_h's training curves, the gate's
-weights and gamma per pair.
+accuracy (`fig6_strategies.csv`), R_h's training curves, the gate's weights and gamma per pair.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -178,20 +175,9 @@ def plot_reward_strategies(strategy_summary: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def gate_weight_table(layers: Sequence[int], weights: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """`gate_weights.csv`: one row per (gate kind, layer), the layer's mean gate weight."""
-    return pd.DataFrame(
-        [
-            {"gate": name, "layer": layer, "mean_weight": weight}
-            for name, values in weights.items()
-            for layer, weight in zip(layers, values, strict=True)
-        ]
-    )
-
-
 def plot_gate_weights(gate_weights: pd.DataFrame) -> plt.Figure:
     """Mean gate weight per layer on held-out responses, one line per gate kind
-    (`gate_weight_table`'s table)."""
+    (`tables.gate_weights`)."""
     use_style()
     fig, ax = plt.subplots(figsize=(6.2, 2.8))
     styles = (
@@ -211,20 +197,9 @@ def plot_gate_weights(gate_weights: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def reward_training_table(curves: Mapping[str, Sequence[float]]) -> pd.DataFrame:
-    """`reward_training.csv`: one row per (run, step), the margin-BT loss (Eq 7) before it."""
-    return pd.DataFrame(
-        [
-            {"run": name, "step": step, "loss": loss}
-            for name, losses in curves.items()
-            for step, loss in enumerate(losses)
-        ]
-    )
-
-
 def plot_reward_training(curves: pd.DataFrame) -> plt.Figure:
     """Margin-BT loss of the hybrid reward over training steps, one line per run
-    (`reward_training_table`'s table)."""
+    (`tables.reward_training`)."""
     use_style()
     fig, ax = plt.subplots(figsize=(5, 2.8))
     for name, rows in curves.groupby("run", sort=False):
@@ -236,19 +211,8 @@ def plot_reward_training(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def gamma_table(gammas: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """`gamma_per_pair.csv`: one row per (set of pairs, pair), its gamma (Eq 8)."""
-    return pd.concat(
-        [
-            pd.DataFrame({"pairs": name, "gamma": np.asarray(gamma, dtype=np.float64)})
-            for name, gamma in gammas.items()
-        ],
-        ignore_index=True,
-    )
-
-
 def plot_confidence_cdf(gammas: pd.DataFrame, alpha: float) -> plt.Figure:
-    """Cumulative distribution of gamma, one line per set of pairs (`gamma_table`'s table): the
+    """Cumulative distribution of gamma, one line per set of pairs (`tables.gamma_per_pair`): the
     per-pair target of confidence DPO. (Most mass sits at 1, so a histogram would hide the pairs
     that matter.)"""
     use_style()
