@@ -3,10 +3,11 @@ PROFILE ?= smol
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PYTEST_ARGS ?=
-# One pytest worker per physical core (at most four; pytest-xdist). The tests that read a shared
-# pipeline run go to one worker together (tests/conftest.py), so each pipeline runs once.
+# One pytest worker per physical core (at most four; pytest-xdist). A pipeline run that several
+# tests read is made once for all workers (tests/conftest.py::shared_run); an idle worker takes
+# tests queued for a busy one (worksteal).
 PYTEST_WORKERS ?= auto
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist worksteal
 TEST_OUTPUTS ?= $(CURDIR)/outputs/.test
 LINT_PATHS := repsafe_lib tests benchmarks scripts notebooks
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from repsafe_lib import pipeline
 from repsafe_lib.models import LoadedModel, load_model
@@ -155,11 +157,13 @@ RELIABILITY_TESTS = {
 }
 
 
-# `make test` spreads the tests over one worker per core (pytest-xdist, `--dist loadgroup`). The
-# tests that read the session's tiny pipeline run share one worker, so that run happens once; the
-# rehearsal's tests share another. Each worker gets its share of the cores, and so do the notebook
-# kernels its pipelines start (they inherit OMP_NUM_THREADS).
-SHARED_RUN_GROUPS = {"tiny_run": "tiny-run", "rehearsal_run": "rehearsal-run"}
+RELIABILITY_TESTS_LISTED = {name for names in RELIABILITY_TESTS.values() for name in names}
+
+# `make test` spreads the tests over one worker per core (pytest-xdist). A pipeline run that several
+# tests read is made once for all workers: the first worker to need it runs it under a file lock in
+# the session's shared temporary directory, the others wait for it and read it (`shared_run`). Each
+# worker gets its share of the cores, and so do the notebook kernels its pipelines start (they
+# inherit OMP_NUM_THREADS).
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if WORKERS > 1:
     THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
@@ -167,16 +171,39 @@ if WORKERS > 1:
     torch.set_num_threads(THREADS)
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker and before xdist reads groups
+def pytest_itemcollected(item):
+    """The audit's marker goes on as each test is collected, before `-m` deselects by it."""
+    name = getattr(item, "originalname", None)  # nbval's notebook cells have none
+    if name and f"{item.path.name}::{name}" in RELIABILITY_TESTS_LISTED:
+        item.add_marker(pytest.mark.reliability)
+
+
 def pytest_collection_modifyitems(items):
-    listed = {name for names in RELIABILITY_TESTS.values() for name in names}
-    for item in items:
-        name = getattr(item, "originalname", None)  # nbval's notebook cells have none
-        if name and f"{item.path.name}::{name}" in listed:
-            item.add_marker(pytest.mark.reliability)
-        shared = [g for f, g in SHARED_RUN_GROUPS.items() if f in getattr(item, "fixturenames", ())]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
+    """Under `--dist worksteal` each worker starts on one contiguous half of this list, so the two
+    longest chains lead the halves: the determinism test (the tiny run, then its rerun) the first,
+    the rehearsal's tests the second. The order changes nothing else."""
+    determinism = [i for i in items if i.name.startswith("test_tiny_profile_runs_every_notebook")]
+    rehearsal = [i for i in items if "rehearsal_run" in getattr(i, "fixturenames", ())]
+    rest = [i for i in items if i not in determinism and i not in rehearsal]
+    half = max(0, len(items) // 2 - len(determinism))
+    items[:] = determinism + rest[:half] + rehearsal + rest[half:]
+
+
+def shared_run(tmp_path_factory, profile: str) -> Path:
+    """`outputs/<profile>/` of one uninterrupted pipeline run of params/<profile>.yaml from a clean
+    outputs directory, made once per test session however many workers read it."""
+    session_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session_root = session_root.parent  # shared by the workers of this session
+    outputs, done = session_root / f"{profile}-run", session_root / f"{profile}-run.done"
+    with FileLock(session_root / f"{profile}-run.lock"):
+        if not done.exists():
+            shutil.rmtree(outputs, ignore_errors=True)  # what a failed attempt left
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("REPSAFE_OUTPUTS", str(outputs))
+                assert pipeline.main(["--params", f"params/{profile}.yaml"]) == 0
+            done.touch()
+    return outputs / profile
 
 
 @pytest.fixture(autouse=True)
@@ -197,10 +224,6 @@ def tiny_model(tiny_params) -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """`outputs/tiny/` of one uninterrupted pipeline run from a clean outputs directory (~100 s):
+    """`outputs/tiny/` of one uninterrupted pipeline run from a clean outputs directory (~2 min):
     the reference that the determinism and kill-and-rerun tests compare with. Leave it unchanged."""
-    outputs = tmp_path_factory.mktemp("tiny-run")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REPSAFE_OUTPUTS", str(outputs))
-        assert pipeline.main(["--params", "params/tiny.yaml"]) == 0
-    return outputs / "tiny"
+    return shared_run(tmp_path_factory, "tiny")

@@ -133,6 +133,6 @@ def test_lint_checks_the_format_too(target):
 def test_make_test_runs_every_test_and_test_fast_leaves_the_slow_ones_out():
     full, fast = make_dry_run("test"), make_dry_run("test-fast")
     assert "pytest tests -p no:cacheprovider" in full and "not slow" not in full
-    assert "--dist loadgroup" in full and "--dist loadgroup" in fast  # one worker per shared run
+    assert "-n auto" in full and "-n auto" in fast  # pytest-xdist, one worker per core
     assert '-m "not slow"' in fast or "-m not slow" in fast
     assert "nbval" not in full and "--nbval-lax" in make_dry_run("nbval")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import shared_run
 
 from repsafe_lib import pipeline
 from repsafe_lib.models import nf4_supported
@@ -151,13 +152,9 @@ def test_bad_extends_names_the_file_and_key(tmp_path, text, problem):
 # The rehearsal itself, from a clean outputs directory, as `make reproduce PROFILE=rehearsal`.
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rehearsal_run(tmp_path_factory) -> Path:
-    outputs = tmp_path_factory.mktemp("rehearsal-run")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REPSAFE_OUTPUTS", str(outputs))
-        assert pipeline.main(["--params", "params/rehearsal.yaml"]) == 0
-    return outputs / "rehearsal"
+    return shared_run(tmp_path_factory, "rehearsal")
 
 
 def manifest(run_dir: Path, notebook: str) -> dict:
