@@ -318,6 +318,23 @@ def cached_hidden_states(
     return CachedStates(cached(path, key, states_cache(shape), extract), path, key)
 
 
+def policy_states(
+    policy, texts: Sequence[str], extraction, layers: Sequence[int], cache_dir: str | Path
+) -> CachedStates:
+    """`cached_hidden_states` of a loaded policy (`models.LoadedModel`) with the profile's
+    `params.ExtractionParams`: what notebook 01 runs on the pairs and on the transfer set."""
+    return cached_hidden_states(
+        policy.model,
+        policy.tokenizer,
+        texts,
+        model_fingerprint=policy.fingerprint,
+        cache_dir=cache_dir,
+        layers=layers,
+        max_length=extraction.max_length,
+        batch_size=extraction.batch_size,
+    )
+
+
 def read_cached_states(path: str | Path, key: str, shape: tuple[int, int, int]) -> torch.Tensor:
     """States written by `cached_hidden_states`, for notebooks that must not reload the model."""
     states = load_cached(path, key, states_cache(shape))
@@ -341,9 +358,12 @@ def states_index(cached: CachedStates, layers: Sequence[int], model) -> dict:
     }
 
 
-def load_states(run_dir: str | Path) -> tuple[torch.Tensor, list[int]]:
-    """States `[n, L, d]` and their layer numbers from notebook 01's directory."""
+def load_states(
+    run_dir: str | Path, index_file: str = "states.json"
+) -> tuple[torch.Tensor, list[int]]:
+    """States `[n, L, d]` and their layer numbers from notebook 01's directory (the transfer
+    set's: ``index_file="transfer_states.json"``)."""
     run_dir = Path(run_dir)
-    index = read_json(run_dir / "states.json", producer="01_representations")
+    index = read_json(run_dir / index_file, producer="01_representations")
     states = read_cached_states(run_dir / index["file"], index["key"], tuple(index["shape"]))
     return states, index["layers"]

@@ -70,7 +70,8 @@ def item_html(item: results.Item) -> str:
     if not item.ran:
         missing = ", ".join(html.escape(m) for m in item.missing)
         parts.append(
-            f'<p class="missing">not yet run: run notebook {spec.producer} (missing: {missing})</p>'
+            f'<p class="missing">not yet run: {html.escape(results.missing_note(item))}'
+            f" (missing: {missing})</p>"
         )
     ours = [
         f"<div><h3>This run: {html.escape(t.caption)}</h3>{_frame_html(t.frame)}"
@@ -212,6 +213,44 @@ def judge_note(manifests: dict[str, dict]) -> str:
     )
 
 
+def _transfer_phrase(auroc: float) -> str:
+    if auroc < 0.6:
+        return "about chance: the reward does not recognise harm in real responses"
+    if auroc < 0.75:
+        return "weak transfer"
+    return "the reward transfers"
+
+
+def data_note(outputs: Path, params) -> str:
+    """What the profile's pairs are, where they are the bundled synthetic demo: a pipeline smoke
+    test, with this run's transfer figure when it measured one on data that isn't bundled."""
+    source = params.data.pairs.source
+    if not source.startswith("demo:"):
+        return ""
+    if source.startswith("demo:hub/"):
+        return (
+            '<p class="note">The data here are small synthetic copies, bundled with the suite, in'
+            " the hub datasets' layouts: this run proves that the code runs, not what it finds.</p>"
+        )
+    note = (
+        f"The preference pairs here are the suite's synthetic demo data ({html.escape(source)}):"
+        " a test that the pipeline runs end to end, not a result about the method."
+    )
+    transfer, spec = outputs / "03_hybrid_reward" / "transfer.csv", params.data.transfer
+    if transfer.is_file() and spec is not None and not spec.source.startswith("demo:"):
+        table = pd.read_csv(transfer).set_index("scorer")
+        auroc = float(table.loc["hybrid reward", "transfer_auroc"])
+        note += (
+            f" Scored on real labelled responses ({html.escape(spec.source)}), the reward fit on"
+            f" them reaches AUROC {auroc:.3f}, {_transfer_phrase(auroc)} (see"
+            ' <a href="#transfer">Transfer</a>).'
+        )
+    else:
+        note += " Its transfer to real responses is not measured in this run (README, Demo data)."
+    note += " For the method on real data, run the laptop profile."
+    return f'<p class="note">{note}</p>'
+
+
 def report_html(outputs: Path, params, notebooks: list[str]) -> str:
     items = results.gather(outputs, results.FigureLabels.of(params))
     manifests = _manifests(outputs)
@@ -224,7 +263,8 @@ def report_html(outputs: Path, params, notebooks: list[str]) -> str:
         f"<title>repsafe report: {html.escape(params.profile)}</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<h1>repsafe: results of the {html.escape(params.profile)} profile</h1>"
-        f"<nav><a href='#run'>Run</a> {nav}</nav>{judge_note(manifests)}"
+        f"<nav><a href='#run'>Run</a> {nav}</nav>{data_note(outputs, params)}"
+        f"{judge_note(manifests)}"
         f"{run_html(outputs, manifests, params, notebooks)}\n{body}</body></html>\n"
     )
 

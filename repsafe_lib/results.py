@@ -77,6 +77,7 @@ class ItemSpec:
     figure: FigureSpec | None = None
     paper: Callable[[], pd.DataFrame] | None = None
     paper_note: str = ""
+    when_missing: str = ""  # what a run without the item's files means, when not "run it"
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,27 @@ PAPER_ITEMS = (
             ("model_name",),
         ),
         paper_note=published.FIGURE_NOTES["fig1"],
+    ),
+    ItemSpec(
+        "transfer",
+        "Transfer: the reward, each layer's probe and the text-only controls, fit on this"
+        " profile's pairs, scored on other labelled responses",
+        "03_hybrid_reward",
+        (
+            TableSource(
+                "threshold calibrated on the training side; held-out pairs and transfer set",
+                "03_hybrid_reward/transfer.csv",
+            ),
+        ),
+        FigureSpec(
+            plots.plot_transfer,
+            (FigureTable("transfer", "03_hybrid_reward/transfer.csv"),),
+            ("model_name",),
+        ),
+        paper_note="Not in the paper: the suite's check that the reward recognises harm beyond"
+        " the data it was fit on (docs/method.md, Transfer).",
+        when_missing="no transfer set in this run: set data.transfer in the params (an optional"
+        " one is left out when neither the hub nor a local copy can be read)",
     ),
     ItemSpec(
         "fig6",
@@ -432,6 +454,11 @@ def write_index(items: list[Item], directory: Path) -> Path:
     return write_json(directory / "results.json", index)
 
 
+def missing_note(item: Item) -> str:
+    """Why an item has no files: its own note, or the notebook to run."""
+    return item.spec.when_missing or f"run notebook {item.spec.producer} first"
+
+
 def overview(items: list[Item]) -> pd.DataFrame:
     """One row per paper item: which notebook makes it, whether it ran, its source files."""
     return pd.DataFrame(
@@ -454,7 +481,7 @@ def show(item: Item, directory: Path) -> None:
 
     display(Markdown(f"### {item.spec.title}"))
     if not item.ran:
-        display(Markdown(f"**not yet run**: run notebook {item.spec.producer} first"))
+        display(Markdown(f"**not yet run**: {missing_note(item)}"))
     for table in item.tables:
         display(Markdown(f"This run, {table.caption} (`{table.source}`):"), table.frame)
     display(Markdown(f"Paper: {item.spec.paper_note}"))

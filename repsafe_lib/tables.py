@@ -23,10 +23,20 @@ def dataset_summary(
         "rows_read": loaded.n_rows,
         "filtered": loaded.n_filtered,
         "bad_rows_skipped": loaded.n_skipped,
+        "prompt_overlap": loaded.n_overlap,
         "capped": loaded.n_capped,
         "used": len(loaded.records),
         "train/test": f"{len(split[0])}/{len(split[1])}" if split else "-",
+        "revision": _short_revision(loaded.revision),
     }
+
+
+def _short_revision(revision: str | None) -> str:
+    """A content digest or hub commit cut to 12 hex digits: enough to tell copies apart."""
+    if revision is None:
+        return "-"
+    kind, _, digest = revision.rpartition(":")
+    return f"{kind}:{digest[:12]}" if kind else digest[:12]
 
 
 def category_counts(train_pairs: Sequence, test_pairs: Sequence) -> pd.DataFrame:

@@ -84,6 +84,44 @@ DNA_PARQUET = "data/train-00000-of-00001-6ba0076b818accff.parquet"
 MMLU_SUBJECTS = ("elementary_mathematics", "high_school_mathematics")
 MMLU_SPLIT_SIZES = {"test": 6, "validation": 2, "dev": 5}  # per subject; dev = the 5 shots
 
+# BeaverTails' 14 harm categories (the keys of `category`); the key order of the real rows was
+# not confirmed, so they are in alphabetical order here.
+BEAVERTAILS_CATEGORIES = (
+    "animal_abuse",
+    "child_abuse",
+    "controversial_topics,politics",
+    "discrimination,stereotype,injustice",
+    "drug_abuse,weapons,banned_substance",
+    "financial_crime,property_crime,theft",
+    "hate_speech,offensive_language",
+    "misinformation_regarding_ethics,laws_and_safety",
+    "non_violent_unethical_behavior",
+    "privacy_violation",
+    "self_harm",
+    "sexually_explicit,adult_content",
+    "terrorism,organized_crime",
+    "violence,aiding_and_abetting,incitement",
+)
+# The demo file's MLCommons hazards, each mapped to one BeaverTails category.
+HAZARD_TO_BEAVERTAILS = {
+    "S1: Violent Crimes": "violence,aiding_and_abetting,incitement",
+    "S2: Non-Violent Crimes": "financial_crime,property_crime,theft",
+    "S3: Sex-Related Crimes": "sexually_explicit,adult_content",
+    "S4: Child Sexual Exploitation": "child_abuse",
+    "S5: Specialized Advice": "misinformation_regarding_ethics,laws_and_safety",
+    "S6: Privacy": "privacy_violation",
+    "S7: Intellectual Property": "non_violent_unethical_behavior",
+    "S8: Indiscriminate Weapons": "drug_abuse,weapons,banned_substance",
+    "S9: Hate": "hate_speech,offensive_language",
+    "S10: Suicide & Self-Harm": "self_harm",
+    "S11: Sexual Content": "sexually_explicit,adult_content",
+}
+# 30k_test: 20 prompts, the first 4 with both of their demo responses (BeaverTails has several
+# answers to many prompts), so 24 rows; 30k_train: 4 more prompts, one response each.
+BEAVERTAILS_TEST_PROMPTS = 20
+BEAVERTAILS_TEST_TWO_RESPONSES = 4
+BEAVERTAILS_TRAIN_PROMPTS = 4
+
 ALPACA_EVAL_INSTRUCTIONS = (
     ("Give three tips for keeping a houseplant alive through the winter.", "helpful_base"),
     ("Explain the difference between weather and climate in two sentences.", "selfinstruct"),
@@ -520,6 +558,67 @@ def alpaca_eval(rng: random.Random) -> dict[str, bytes]:
     }
 
 
+BEAVERTAILS_CARD = """
+configs:
+- config_name: default
+  data_files:
+  - split: 30k_train
+    path: round0/30k/train.jsonl.gz
+  - split: 30k_test
+    path: round0/30k/test.jsonl.gz
+license: cc-by-nc-4.0
+task_categories:
+- text-classification
+language:
+- en
+"""
+
+
+def _pku_folder_prompts() -> set[str]:
+    """The prompts of the PKU-SafeRLHF folder, which `build_all` builds first, from a fresh
+    ``random.Random(SEED)``."""
+    files = pku_saferlhf(random.Random(SEED))
+    return {
+        json.loads(line)["prompt"]
+        for path, data in files.items()
+        if path.endswith(".jsonl")
+        for line in data.decode().splitlines()
+    }
+
+
+def _beavertails_row(demo: dict[str, Any], i: int) -> dict[str, Any]:
+    """Response `i` of a PKU demo row as a BeaverTails row."""
+    marked = {
+        HAZARD_TO_BEAVERTAILS[h] for h, flag in demo[f"response_{i}_harm_category"].items() if flag
+    }
+    return {
+        "prompt": demo["prompt"],
+        "response": demo[f"response_{i}"],
+        "category": {category: category in marked for category in BEAVERTAILS_CATEGORIES},
+        "is_safe": demo[f"is_response_{i}_safe"],
+    }
+
+
+def beavertails(rng: random.Random) -> dict[str, bytes]:
+    """The 30k splits only; the 330k files (xz) are not copied. The prompts are demo rows the
+    PKU-SafeRLHF folder does not use, so a transfer set read from here shares none with its pairs."""
+    used = _pku_folder_prompts()
+    demo = [r for r in _read_jsonl("pku_saferlhf_demo.jsonl") if r["prompt"] not in used]
+    picked = rng.sample(demo, BEAVERTAILS_TEST_PROMPTS + BEAVERTAILS_TRAIN_PROMPTS)
+    test = [_beavertails_row(r, i) for r in picked[:BEAVERTAILS_TEST_TWO_RESPONSES] for i in (0, 1)]
+    test += [
+        _beavertails_row(r, rng.randrange(2))
+        for r in picked[BEAVERTAILS_TEST_TWO_RESPONSES:BEAVERTAILS_TEST_PROMPTS]
+    ]
+    rng.shuffle(test)
+    train = [_beavertails_row(r, rng.randrange(2)) for r in picked[BEAVERTAILS_TEST_PROMPTS:]]
+    return {
+        "README.md": _card(BEAVERTAILS_CARD, "BeaverTails"),
+        "round0/30k/train.jsonl.gz": _gzip(_json_lines(train)),
+        "round0/30k/test.jsonl.gz": _gzip(_json_lines(test)),
+    }
+
+
 REPOSITORIES = {
     "PKU-Alignment/PKU-SafeRLHF": pku_saferlhf,
     "Anthropic/hh-rlhf": hh_rlhf,
@@ -528,6 +627,8 @@ REPOSITORIES = {
     "walledai/XSTest": xstest,
     "cais/mmlu": mmlu,
     "tatsu-lab/alpaca_eval": alpaca_eval,
+    # Last: it draws from the shared generator after the others, so adding it moved none of them.
+    "PKU-Alignment/BeaverTails": beavertails,
 }
 
 

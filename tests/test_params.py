@@ -14,9 +14,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repsafe_lib.params import ParamsError, load_params, resolve_layers
+from repsafe_lib.params import ParamsError, load_params, raw_params, resolve_layers
 
-PROFILES = ["tiny", "smol", "paper", "paper-80gb", "rehearsal", "rehearsal-80gb"]
+PROFILES = ["tiny", "smol", "laptop", "paper", "paper-80gb", "rehearsal", "rehearsal-80gb"]
 
 
 _RM = {"kind": "hub", "name": "rm", "source": "OpenAssistant/reward-model-deberta-v3-large-v2"}
@@ -58,6 +58,21 @@ def test_every_profile_trains_the_papers_cdpo_and_the_cross_fitted_one(profile):
     assert {"cdpo", "cdpo_crossfit"} <= set(training.runs) and training.confidence_folds >= 2
     assert training.refresh == "full"  # Sec 3.4: the refresh moves scorers and gate
     assert not hasattr(training, "max_length")  # one budget: extraction.max_length
+
+
+def test_laptop_profile_is_smol_on_real_hub_data():
+    """Only the data differ from the smol profile: the laptop numbers answer what the demo's
+    can't, with the same model, sizes and steps."""
+    laptop, smol = (raw_params(Path(f"params/{p}.yaml")) for p in ("laptop", "smol"))
+    for section in set(laptop) | set(smol):
+        if section not in ("profile", "data", "evaluation"):
+            assert laptop[section] == smol[section], section
+    assert {k: v for k, v in laptop["evaluation"].items() if k != "mmlu"} == {
+        k: v for k, v in smol["evaluation"].items() if k != "mmlu"
+    }
+    sources = [spec["source"] for spec in laptop["data"].values() if isinstance(spec, dict)]
+    assert not any(source.startswith("demo:") for source in sources)
+    assert laptop["data"]["transfer"]["source"] == "PKU-Alignment/BeaverTails"
 
 
 def test_params_are_frozen():
@@ -105,6 +120,18 @@ BAD_PARAMS = [
         "one of",
     ),
     ("hub without source", lambda r: r["model"].update(kind="hub"), "model", "needs 'source'"),
+    (
+        "optional pairs",
+        lambda r: r["data"]["pairs"].update(optional=True),
+        "data.pairs.optional",
+        "only data.transfer may be optional",
+    ),
+    (
+        "transfer without labels",
+        lambda r: r["data"]["transfer"].update(loader="xstest"),
+        "data.transfer.loader",
+        "labelled responses",
+    ),
     ("section not a mapping", lambda r: r.update(pca=[1, 2]), "pca", "expected a mapping"),
     ("bad gate", lambda r: r["reward"].update(gate="moe"), "reward.gate", "one of"),
     ("epochs <= 0", lambda r: r["reward"].update(epochs=0), "reward", "epochs must be > 0"),

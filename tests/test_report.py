@@ -289,3 +289,42 @@ def test_report_loads_in_headless_chromium_without_errors(tiny_run):
     assert check.title == "repsafe report: tiny"
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000
     assert Path(check.screenshot) == screenshot
+
+
+def _transfer_table(path: Path, hybrid_auroc: float) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"scorer": "hybrid reward", "layer": None, "transfer_auroc": hybrid_auroc},
+        {"scorer": "layer 1 probe", "layer": 1, "transfer_auroc": 0.7},
+    ]
+    pd.DataFrame(rows).to_csv(path / "transfer.csv", index=False)
+
+
+def test_data_note_says_what_the_demo_is_with_the_measured_transfer(tmp_path: Path) -> None:
+    smol = load_params("params/smol.yaml")
+    unmeasured = report.data_note(tmp_path, smol)
+    assert "synthetic demo data" in unmeasured and "not measured in this run" in unmeasured
+    assert "laptop profile" in unmeasured
+    _transfer_table(tmp_path / "03_hybrid_reward", 0.4612)
+    measured = report.data_note(tmp_path, smol)
+    assert "PKU-Alignment/BeaverTails" in measured and "AUROC 0.461" in measured
+    assert "does not recognise harm" in measured
+    _transfer_table(tmp_path / "03_hybrid_reward", 0.81)
+    assert "the reward transfers" in report.data_note(tmp_path, smol)
+
+
+def test_data_note_for_other_profiles(tmp_path: Path) -> None:
+    _transfer_table(tmp_path / "03_hybrid_reward", 0.81)
+    # tiny's transfer set is demo data itself: no transfer claim from it.
+    tiny = report.data_note(tmp_path, load_params("params/tiny.yaml"))
+    assert "synthetic demo data" in tiny and "AUROC" not in tiny
+    assert report.data_note(tmp_path, load_params("params/laptop.yaml")) == ""
+    assert "synthetic copies" in report.data_note(tmp_path, load_params("params/rehearsal.yaml"))
+
+
+def test_transfer_item_without_a_transfer_set_says_why(tmp_path: Path) -> None:
+    spec = next(s for s in results.PAPER_ITEMS if s.key == "transfer")
+    item = results.gather_item(tmp_path, spec, LABELS)
+    assert not item.ran
+    page = report.item_html(item)
+    assert "no transfer set in this run" in page and "run notebook 03" not in page

@@ -22,6 +22,7 @@ class EvaluationInputs:
     mmlu_questions: tuple[MmluQuestion, ...]
     mmlu_fewshot: tuple[MmluQuestion, ...]  # MMLU's dev split, for k-shot prompts
     fig6_samples: list[LayerScoredResponse]
+    revisions: dict[str, str]  # what each dataset loaded here resolved to (`loaders.hub`)
 
     def sizes(self) -> dict[str, int]:
         """How many prompts of each set, MMLU questions and Fig 6 samples."""
@@ -83,6 +84,12 @@ def load_inputs(run, params) -> EvaluationInputs:
         LayerScoredResponse,
         producer="05_sampling",
     )
+    loaded_here = (settings.mmlu, settings.mmlu_fewshot if settings.mmlu_shots else None)
+    if instruction_prompts:
+        loaded_here += (settings.instruction_prompts,)
+    revisions = {
+        spec.source: loaders.configured_revision(spec) for spec in loaded_here if spec is not None
+    }
     return EvaluationInputs(
-        prompt_sets, instruction_prompts, mmlu_questions, mmlu_fewshot, fig6_samples
+        prompt_sets, instruction_prompts, mmlu_questions, mmlu_fewshot, fig6_samples, revisions
     )

@@ -19,6 +19,8 @@ either mode, naming the line.
   Salad-Bench base set (`load_salad_base`), XSTest (`load_xstest`) -> `EvalPrompt`.
 - MMLU (`load_mmlu`) -> `MmluQuestion` and AlpacaEval (`load_alpaca_eval`) -> `EvalPrompt`, the
   over-alignment sets (Table 3).
+- BeaverTails (`load_beavertails`) -> `LabeledResponse`, real responses with a safety label: the
+  other data notebook 03's transfer table scores the reward on.
 
 ``split`` applies to hub ids and directories, ``revision`` to hub ids only; a local file is one
 split already.
@@ -30,6 +32,7 @@ Where each part lives:
 - `errors`: `DatasetError`, and how it names the file, row, line and field;
 - `fields`: the field parsers (text, flags, choices, ids, harm categories);
 - `files`: local files into rows (JSON, JSON lines, strict CSV, parquet; gzip);
+- `copies`: the local copies of hub datasets that $REPSAFE_HUB_COPIES maps hub ids to;
 - `hub`: hub datasets, hub repository files and local copies of hub repositories, and which
   reader a source needs;
 - `validation`: the shared driver (columns, row parsing, unique ids, ``on_bad_rows``);
@@ -38,11 +41,13 @@ Where each part lives:
 - `inputs`: notebook 00's configured inputs (`load_data_inputs`).
 """
 
+from repsafe_lib.loaders.copies import HUB_COPIES_ENV_VAR, hub_copy, read_hub_copies
 from repsafe_lib.loaders.errors import DatasetError
 from repsafe_lib.loaders.inputs import (
     DataInputs,
     check_usable_pairs,
     configured_prompt_sets,
+    configured_revision,
     load_configured,
     load_data_inputs,
 )
@@ -50,6 +55,7 @@ from repsafe_lib.loaders.sets import (
     LOADERS,
     first_human_turn,
     load_alpaca_eval,
+    load_beavertails,
     load_do_not_answer,
     load_hh_red_team,
     load_mmlu,
@@ -73,6 +79,7 @@ from repsafe_lib.records import (
 )
 
 __all__ = [
+    "HUB_COPIES_ENV_VAR",
     "LOADERS",
     "MMLU_LETTERS",
     "DatasetError",
@@ -85,8 +92,11 @@ __all__ = [
     "PreferencePair",
     "check_usable_pairs",
     "configured_prompt_sets",
+    "configured_revision",
     "first_human_turn",
+    "hub_copy",
     "load_alpaca_eval",
+    "load_beavertails",
     "load_configured",
     "load_data_inputs",
     "load_do_not_answer",
@@ -96,6 +106,7 @@ __all__ = [
     "load_salad_base",
     "load_xstest",
     "normalise_prompt",
+    "read_hub_copies",
     "split_by_prompt",
     "subsample",
     "to_labeled_responses",

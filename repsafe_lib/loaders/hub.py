@@ -8,6 +8,7 @@ split already.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -127,3 +128,36 @@ def read_source(
     if isinstance(source, str) and _is_hub_id(source):
         return _read_hub(source, split, revision, hub_kwargs)
     raise DatasetError("no such file and not a hub id (owner/name)", path=str(source))
+
+
+def _content_digest(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (relative paths and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if file != path:
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def source_revision(source: str | Path, revision: str | None) -> str:
+    """What was read, for the record: ``sha256:<digest>`` of a local file or folder, or the hub
+    commit a hub id resolved to (read from the local hub cache that the load filled, so no
+    network call; ``unknown`` when the cache doesn't say)."""
+    path = Path(source)
+    if path.exists():
+        return f"sha256:{_content_digest(path)}"
+    if revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    if not _is_hub_id(str(source)):
+        return "unknown"
+    from huggingface_hub import constants  # lazy, as for every hub call
+
+    owner, name = str(source).split("/", 1)
+    ref = (
+        Path(constants.HF_HUB_CACHE) / f"datasets--{owner}--{name}" / "refs" / (revision or "main")
+    )
+    return ref.read_text().strip() if ref.is_file() else "unknown"

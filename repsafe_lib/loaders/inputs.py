@@ -8,28 +8,45 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from repsafe_lib.loaders.copies import hub_copy
 from repsafe_lib.loaders.errors import DatasetError
+from repsafe_lib.loaders.hub import source_revision
 from repsafe_lib.loaders.sets import LOADERS
-from repsafe_lib.loaders.splits import normalise_prompt, split_by_prompt, subsample
+from repsafe_lib.loaders.splits import (
+    normalise_prompt,
+    split_by_prompt,
+    subsample,
+    to_labeled_responses,
+)
 from repsafe_lib.loaders.validation import LoadedDataset, OnBadRows
-from repsafe_lib.records import EvalPrompt, PreferencePair
+from repsafe_lib.records import EvalPrompt, LabeledResponse, PreferencePair
 
 
 def load_configured(spec, *, on_bad_rows: OnBadRows, seed: int) -> LoadedDataset[Any]:
-    """Load a `params.DatasetParams` entry: its loader, source (`demo:` files too), split, size cap."""
+    """Load a `params.DatasetParams` entry: its loader, source (`demo:` files, and the local copy
+    $REPSAFE_HUB_COPIES maps a hub id to), split, size cap; what was read is recorded in
+    ``revision``."""
     from repsafe_lib.paths import resolve_data_source
 
     if spec.loader not in LOADERS:
         raise ValueError(f"unknown loader '{spec.loader}' (known: {', '.join(LOADERS)})")
+    source = resolve_data_source(hub_copy(spec.source) or spec.source)
     loaded = LOADERS[spec.loader](
-        resolve_data_source(spec.source),
-        split=spec.split,
-        on_bad_rows=on_bad_rows,
-        revision=spec.revision,
+        source, split=spec.split, on_bad_rows=on_bad_rows, revision=spec.revision
     )
     records = tuple(subsample(loaded.records, spec.max_rows, seed))
     capped = len(loaded.records) - len(records)
-    return dataclasses.replace(loaded, records=records, n_capped=capped)
+    revision = source_revision(source, spec.revision)
+    return dataclasses.replace(loaded, records=records, n_capped=capped, revision=revision)
+
+
+def configured_revision(spec) -> str:
+    """`hub.source_revision` of what `load_configured` reads for a `params.DatasetParams` entry
+    (call it after the load, which fills the hub cache)."""
+    from repsafe_lib.paths import resolve_data_source
+
+    source = resolve_data_source(hub_copy(spec.source) or spec.source)
+    return source_revision(source, spec.revision)
 
 
 def configured_prompt_sets(data_params) -> dict[str, Any]:
@@ -38,14 +55,44 @@ def configured_prompt_sets(data_params) -> dict[str, Any]:
     return {name: getattr(data_params, name) for name in names if getattr(data_params, name)}
 
 
+def load_transfer(
+    spec, pairs: Sequence[PreferencePair], *, on_bad_rows: OnBadRows, seed: int
+) -> LoadedDataset[LabeledResponse]:
+    """The transfer set (`data.transfer`): labelled responses whose prompt none of `pairs` has
+    (a reward scored on prompts it was trained on would not show transfer), then capped."""
+    uncapped = dataclasses.replace(spec, max_rows=None)
+    loaded = load_configured(uncapped, on_bad_rows=on_bad_rows, seed=seed)
+    responses = loaded.records
+    if responses and isinstance(responses[0], PreferencePair):
+        responses = to_labeled_responses(responses)
+    pair_prompts = {normalise_prompt(pair.prompt) for pair in pairs}
+    kept = [r for r in responses if normalise_prompt(r.prompt) not in pair_prompts]
+    records = tuple(subsample(kept, spec.max_rows, seed))
+    return dataclasses.replace(
+        loaded,
+        records=records,
+        n_overlap=len(responses) - len(kept),
+        n_capped=len(kept) - len(records),
+    )
+
+
+def _hub_unreachable(error: DatasetError, spec) -> bool:
+    """A hub id that could not be read at all (no network, no local copy), not a bad row."""
+    return error.path == spec.source and error.row is None and hub_copy(spec.source) is None
+
+
 @dataclass(frozen=True)
 class DataInputs:
-    """Notebook 00's inputs: the pairs, their split by prompt, and the evaluation prompt sets."""
+    """Notebook 00's inputs: the pairs, their split by prompt, the evaluation prompt sets and the
+    transfer set (None when there is none; `transfer_unavailable` says why an optional one is
+    missing)."""
 
     pairs: LoadedDataset[PreferencePair]
     train_pairs: list[PreferencePair]
     test_pairs: list[PreferencePair]
     prompt_sets: dict[str, LoadedDataset[EvalPrompt]]
+    transfer: LoadedDataset[LabeledResponse] | None = None
+    transfer_unavailable: str | None = None
 
 
 def load_data_inputs(data_params, *, seed: int) -> DataInputs:
@@ -62,7 +109,15 @@ def load_data_inputs(data_params, *, seed: int) -> DataInputs:
         name: load_configured(spec, on_bad_rows=on_bad_rows, seed=seed)
         for name, spec in configured_prompt_sets(data_params).items()
     }
-    return DataInputs(pairs, train, test, prompt_sets)
+    transfer, unavailable = None, None
+    if (spec := data_params.transfer) is not None:
+        try:
+            transfer = load_transfer(spec, pairs.records, on_bad_rows=on_bad_rows, seed=seed)
+        except DatasetError as error:
+            if not (spec.optional and _hub_unreachable(error, spec)):
+                raise
+            unavailable = str(error)
+    return DataInputs(pairs, train, test, prompt_sets, transfer, unavailable)
 
 
 def check_usable_pairs(

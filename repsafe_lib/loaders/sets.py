@@ -5,6 +5,8 @@
   Salad-Bench base set (`load_salad_base`), XSTest (`load_xstest`) -> `EvalPrompt`.
 - The over-alignment sets (Table 3): MMLU (`load_mmlu`) -> `MmluQuestion`, AlpacaEval
   (`load_alpaca_eval`) -> `EvalPrompt`.
+- BeaverTails (`load_beavertails`) -> `LabeledResponse`: real responses with a safety label, the
+  held-out set notebook 03's transfer table scores the reward on.
 
 `LOADERS` names each loader as params name it.
 """
@@ -18,10 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from repsafe_lib.loaders import fields
-from repsafe_lib.loaders.errors import RowError
-from repsafe_lib.loaders.hub import RepoFile
-from repsafe_lib.loaders.validation import DatasetSpec, LoadedDataset, OnBadRows, load
-from repsafe_lib.records import MMLU_LETTERS, EvalPrompt, MmluQuestion, PreferencePair
+from repsafe_lib.loaders.errors import DatasetError, RowError
+from repsafe_lib.loaders.hub import RepoFile, read_source
+from repsafe_lib.loaders.validation import DatasetSpec, LoadedDataset, OnBadRows, load, validate
+from repsafe_lib.records import (
+    MMLU_LETTERS,
+    EvalPrompt,
+    LabeledResponse,
+    MmluQuestion,
+    PreferencePair,
+)
 
 # Row parsers, one per dataset.
 
@@ -117,6 +125,45 @@ def _parse_alpaca_eval(data: Mapping[str, Any], row: int, text_cells: bool) -> E
     )
 
 
+def _parse_beavertails(data: Mapping[str, Any], row: int, text_cells: bool) -> LabeledResponse:
+    return LabeledResponse(
+        f"beavertails-{row}",
+        fields.text(data, "prompt"),
+        fields.text(data, "response"),
+        fields.flag(data, "is_safe", text_cells),
+    )
+
+
+_GUARD_TURN = "\n\nAI assistant:\n"
+_GUARD_VERDICTS = {"Response: unharmful": True, "Response: harmful": False}
+
+
+def _parse_beavertails_guard_form(
+    data: Mapping[str, Any], row: int, text_cells: bool
+) -> LabeledResponse:
+    """BeaverTails as guard-model benchmarks ship it: ``input`` = "Human user:\\n<prompt>\\n\\nAI
+    assistant:\\n<response>", ``output`` ending in "Response: harmful" or "Response: unharmful"."""
+    conversation = fields.text(data, "input")
+    if not conversation.startswith("Human user:") or _GUARD_TURN not in conversation:
+        raise RowError("input", "expected 'Human user:\\n<prompt>\\n\\nAI assistant:\\n<response>'")
+    prompt, response = conversation.removeprefix("Human user:").rsplit(_GUARD_TURN, 1)
+    verdict = next(
+        (
+            safe
+            for tail, safe in _GUARD_VERDICTS.items()
+            if fields.text(data, "output").endswith(tail)
+        ),
+        None,
+    )
+    if verdict is None:
+        raise RowError(
+            "output", "expected it to end in 'Response: harmful' or 'Response: unharmful'"
+        )
+    if not prompt.strip() or not response.strip():
+        raise RowError("input", "empty prompt or response")
+    return LabeledResponse(f"beavertails-{row}", prompt.strip(), response.strip(), verdict)
+
+
 # Specs and loaders.
 
 _PKU = DatasetSpec(
@@ -150,6 +197,18 @@ _MMLU = DatasetSpec(
     _parse_mmlu,
     {"name": "all"},
     record_id=attrgetter("question_id"),
+)
+_BEAVERTAILS = DatasetSpec(
+    "beavertails",
+    ("prompt", "response", "is_safe"),
+    _parse_beavertails,
+    record_id=attrgetter("example_id"),
+)
+_BEAVERTAILS_GUARD_FORM = DatasetSpec(
+    "beavertails",
+    ("input", "output"),
+    _parse_beavertails_guard_form,
+    record_id=attrgetter("example_id"),
 )
 # `datasets` >= 4 refuses tatsu-lab/alpaca_eval's loading script (alpaca_eval.py), so the file
 # that script's `alpaca_eval` configuration reads (its `eval` split) is read directly.
@@ -276,6 +335,34 @@ def load_alpaca_eval(
     return load(_ALPACA_EVAL, source, split, on_bad_rows, revision)
 
 
+def load_beavertails(
+    source: str | Path,
+    *,
+    split: str = "30k_test",
+    on_bad_rows: OnBadRows = "raise",
+    revision: str | None = None,
+) -> LoadedDataset[LabeledResponse]:
+    """BeaverTails (``PKU-Alignment/BeaverTails``): question-answer pairs with a response-level
+    safety label, as `LabeledResponse` (``example_id`` ``beavertails-<row>``).
+
+    Schema: ``prompt, response`` (text), ``is_safe`` (bool), ``category`` (unused). A file in the
+    form guard-model benchmarks ship it (``instruction, input, output``: ``input`` holds "Human
+    user:" and "AI assistant:" turns, ``output`` ends in "Response: harmful" or "Response:
+    unharmful") is read too; which form a file is in is told by its columns.
+    """
+    if on_bad_rows not in ("raise", "skip"):
+        raise ValueError(f"on_bad_rows must be 'raise' or 'skip', got {on_bad_rows!r}")
+    table = read_source(source, split, revision, {}, None)
+    for spec in (_BEAVERTAILS, _BEAVERTAILS_GUARD_FORM):
+        if set(spec.required) <= table.columns:
+            return validate(spec, table, on_bad_rows)
+    reason = (
+        f"expected the columns {list(_BEAVERTAILS.required)} (or {list(_BEAVERTAILS_GUARD_FORM.required)}"
+        f" of the guard-benchmark form), found {sorted(table.columns)}"
+    )
+    raise DatasetError(reason, path=table.source, field=_BEAVERTAILS.required[0])
+
+
 LOADERS: dict[str, Callable[..., LoadedDataset[Any]]] = {
     "pku_saferlhf": load_pku_saferlhf,
     "hh_red_team": load_hh_red_team,
@@ -284,4 +371,5 @@ LOADERS: dict[str, Callable[..., LoadedDataset[Any]]] = {
     "xstest": load_xstest,
     "mmlu": load_mmlu,
     "alpaca_eval": load_alpaca_eval,
+    "beavertails": load_beavertails,
 }

@@ -33,8 +33,10 @@ _MAX_REASONS_LOGGED = 3
 class LoadedDataset(Generic[T]):
     """Records plus the counts that account for every row read.
 
-    ``n_rows == len(records) + n_skipped + n_filtered + n_capped``; ``n_capped`` counts valid
-    records left out by a size cap (``max_rows`` in params).
+    ``n_rows == len(records) + n_skipped + n_filtered + n_overlap + n_capped``; ``n_capped``
+    counts valid records left out by a size cap (``max_rows`` in params), ``n_overlap`` those of a
+    transfer set left out because the preference pairs hold their prompt. (A transfer set read
+    from pairs counts responses, two per row, from ``n_overlap`` on.)
     """
 
     records: tuple[T, ...]
@@ -43,6 +45,8 @@ class LoadedDataset(Generic[T]):
     n_skipped: int
     n_filtered: int
     n_capped: int = 0
+    n_overlap: int = 0
+    revision: str | None = None  # `hub.source_revision` of what was read, when recorded
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,10 @@ class DatasetParams:
     """One dataset: a loader name from `repsafe_lib.loaders.LOADERS` and where to read it.
 
     source: a hub id, a path (relative paths resolve from the repository root), or
-    `demo:<file>` for a file bundled in `repsafe_lib/data/`.
+    `demo:<file>` for a file bundled in `repsafe_lib/data/`. A hub id that the file named by
+    $REPSAFE_HUB_COPIES maps to a local copy is read from that copy (`loaders.copies`).
+    optional: only for `data.transfer`: when the source can't be read (no hub, no local copy),
+    notebook 00 says so and the transfer table is left out, instead of stopping the run.
     """
 
     loader: str
@@ -102,6 +105,7 @@ class DatasetParams:
     split: str = "train"
     revision: str | None = None
     max_rows: int | None = None
+    optional: bool = False
 
     def __post_init__(self) -> None:
         if self.loader not in LOADERS:
@@ -109,6 +113,10 @@ class DatasetParams:
             raise FieldError("loader", problem)
         if self.max_rows is not None:
             require_positive(self.max_rows, "max_rows")
+
+
+# Loaders whose records give labelled responses (a pair gives its two), for data.transfer.
+TRANSFER_LOADERS = ("beavertails", "pku_saferlhf")
 
 
 @dataclass(frozen=True)
@@ -120,9 +128,21 @@ class DataParams:
     xstest: DatasetParams | None = None
     do_not_answer: DatasetParams | None = None
     salad_base: DatasetParams | None = None
+    transfer: DatasetParams | None = None
 
     def __post_init__(self) -> None:
         require_fraction(self.test_fraction, "test_fraction")
+        for name in ("pairs", "red_team", "xstest", "do_not_answer", "salad_base"):
+            spec = getattr(self, name)
+            if spec is not None and spec.optional:
+                problem = "only data.transfer may be optional: the pipeline needs this dataset"
+                raise FieldError(f"{name}.optional", problem)
+        if self.transfer is not None and self.transfer.loader not in TRANSFER_LOADERS:
+            problem = (
+                f"the transfer set needs labelled responses: loader one of {list(TRANSFER_LOADERS)},"
+                f" got {shown(self.transfer.loader)}"
+            )
+            raise FieldError("transfer.loader", problem)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from repsafe_lib.plots.rewards import (
     plot_probe_layers,
     plot_reward_strategies,
     plot_reward_training,
+    plot_transfer,
     reference_lines,
 )
 from repsafe_lib.plots.style import CLASS_STYLE, STYLE, use_style
@@ -57,6 +58,7 @@ __all__ = [
     "plot_separation_by_layer",
     "plot_table2",
     "plot_training_curves",
+    "plot_transfer",
     "plot_xstest",
     "reference_lines",
     "use_style",

@@ -237,3 +237,38 @@ def plot_confidence_cdf(gammas: pd.DataFrame, alpha: float) -> plt.Figure:
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+TRANSFER_PANELS = (("auroc", "AUROC (unsafe = positive)"), ("accuracy", "accuracy"))
+TRANSFER_PROBE_LINES = {
+    "held_out": {"color": "#7fa7d3", "marker": ".", "lw": 1.0, "label": "probe, held-out pairs"},
+    "transfer": {"color": "#1f5fa8", "marker": "o", "lw": 1.6, "label": "probe, transfer set"},
+}
+
+
+def plot_transfer(transfer: pd.DataFrame, model_name: str) -> plt.Figure:
+    """Transfer (notebook 03's `transfer.csv`): each layer's probe on the profile's held-out
+    pairs and on the transfer set (lines over layers), with R_h and the text-only controls on the
+    transfer set as horizontal lines; accuracy at the threshold calibrated on the training side."""
+    use_style()
+    probes = transfer[transfer["layer"].notna()].sort_values("layer")
+    others = transfer[transfer["layer"].isna()]
+    layers = probes["layer"].to_numpy(dtype=int)
+    fig, axes = plt.subplots(len(TRANSFER_PANELS), 1, figsize=(9.5, 5.2), sharex=True)
+    for ax, (metric, label) in zip(axes, TRANSFER_PANELS, strict=True):
+        for data, style in TRANSFER_PROBE_LINES.items():
+            ax.plot(layers, probes[f"{data}_{metric}"], **style)
+        for _, row in others.iterrows():
+            style = REFERENCE_LINE_STYLE.get(row["scorer"], {"color": "black"})
+            value = row[f"transfer_{metric}"]
+            ax.axhline(value, label=f"{row['scorer']}, transfer: {value:.3f}", **style)
+        ax.axhline(
+            0.5, color="#bbbbbb", lw=0.8, label="chance (AUROC)" if metric == "auroc" else None
+        )
+        ax.set_ylim(0.0, 1.01)
+        ax.set_ylabel(label)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
+    _layer_axis(axes[-1], layers)
+    fig.suptitle(f"{model_name}: fit on this profile's pairs, scored on other labelled responses")
+    fig.tight_layout()
+    return fig
