@@ -224,14 +224,14 @@ def _transfer_phrase(auroc: float) -> str:
 def data_note(outputs: Path, params) -> str:
     """What the profile's pairs are, where they are the bundled synthetic demo: a pipeline smoke
     test, with this run's transfer figure when it measured one on data that isn't bundled."""
-    source = params.data.pairs.source
-    if not source.startswith("demo:"):
-        return ""
-    if source.startswith("demo:hub/"):
+    source, copies = params.data.pairs.source, params.data.hub_copies or ""
+    if source.startswith("demo:hub/") or copies.startswith("demo:"):
         return (
             '<p class="note">The data here are small synthetic copies, bundled with the suite, in'
             " the hub datasets' layouts: this run proves that the code runs, not what it finds.</p>"
         )
+    if not source.startswith("demo:"):
+        return ""
     note = (
         f"The preference pairs here are the suite's synthetic demo data ({html.escape(source)}):"
         " a test that the pipeline runs end to end, not a result about the method."

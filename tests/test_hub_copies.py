@@ -304,3 +304,39 @@ def test_hub_id_revision_comes_from_the_cache_ref(
 def test_neither_path_nor_hub_id_is_unknown(tmp_path: Path) -> None:
     assert source_revision(tmp_path / "missing.jsonl", None) == "unknown"
     assert source_revision("not a hub id", None) == "unknown"
+
+
+def test_the_params_mapping_file_wins_over_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_hub: list[Any]
+) -> None:
+    # The variable maps XSTest to a file that is not there to be read; the params' file (the
+    # rehearsal's bundled one) maps it to the bundled folder, and that is what is read.
+    write_mapping(monkeypatch, tmp_path / "copies.yaml", "cais/mmlu: demo:hub/cais/mmlu\n")
+    spec = DatasetParams(loader="xstest", source="walledai/XSTest", split="test")
+    loaded = rd.load_configured(
+        spec, on_bad_rows="raise", seed=0, hub_copies="demo:hub-copies.yaml"
+    )
+    assert len(loaded.records) == 20 and no_hub == []
+    assert hub_copy("walledai/XSTest", "demo:hub-copies.yaml").endswith("hub/walledai/XSTest")
+    assert hub_copy("walledai/XSTest") is None  # the variable's file doesn't map it
+
+
+def test_the_bundled_mapping_covers_every_hub_id_the_paper_profile_reads() -> None:
+    from repsafe_lib.params import load_params
+
+    paper = load_params("params/paper.yaml")
+    sources = [s.source for s in vars(paper.data).values() if isinstance(s, DatasetParams)]
+    evaluation = paper.evaluation
+    sources += [evaluation.mmlu.source, evaluation.mmlu_fewshot.source]
+    sources += [evaluation.instruction_prompts.source]
+    copies = read_hub_copies(bundled_data_dir() / "hub-copies.yaml")
+    assert set(sources) == set(copies)
+    assert all(Path(copy).is_dir() for copy in copies.values())
+
+
+def test_a_bad_params_mapping_file_is_named_as_the_params_key(tmp_path: Path) -> None:
+    bad = tmp_path / "copies.yaml"
+    bad.write_text("- not a mapping\n")
+    with pytest.raises(DatasetError, match="expected a mapping") as info:
+        hub_copy("cais/mmlu", str(bad))
+    assert str(bad) in info.value.path and "data.hub_copies" in info.value.path

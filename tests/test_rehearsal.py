@@ -28,6 +28,7 @@ MODEL_SOURCES = (
     "evaluation.reward_models*",
 )
 DATA_SOURCES = (
+    "data.hub_copies",
     "data.*.source",
     "evaluation.mmlu.source",
     "evaluation.mmlu_fewshot.source",

@@ -48,22 +48,24 @@ def read_prompt_sets(run, data_params, limit: int | None, seed: int) -> dict[str
     }
 
 
-def read_instruction_prompts(settings, *, on_bad_rows: str, seed: int) -> list[EvalPrompt]:
+def read_instruction_prompts(
+    settings, *, on_bad_rows: str, seed: int, hub_copies: str | None = None
+) -> list[EvalPrompt]:
     """Table 3's instruction prompts (capped like the benchmarks); none when no general reward
     model would score the answers."""
     if not (settings.instruction_prompts and settings.general_reward_models):
         return []
     loaded = loaders.load_configured(
-        settings.instruction_prompts, on_bad_rows=on_bad_rows, seed=seed
+        settings.instruction_prompts, on_bad_rows=on_bad_rows, seed=seed, hub_copies=hub_copies
     )
     return select_prompts(loaded.records, settings.prompts_per_benchmark, seed)
 
 
 def read_mmlu(
-    settings, *, on_bad_rows: str, seed: int
+    settings, *, on_bad_rows: str, seed: int, hub_copies: str | None = None
 ) -> tuple[tuple[MmluQuestion, ...], tuple[MmluQuestion, ...]]:
     """MMLU's test questions and, for k-shot prompts, its dev questions (empty when unused)."""
-    load = {"on_bad_rows": on_bad_rows, "seed": seed}
+    load = {"on_bad_rows": on_bad_rows, "seed": seed, "hub_copies": hub_copies}
     if not settings.mmlu:
         return (), ()
     questions = loaders.load_configured(settings.mmlu, **load).records
@@ -75,7 +77,11 @@ def read_mmlu(
 def load_inputs(run, params) -> EvaluationInputs:
     """Notebook 06's inputs; `run` is its `artifacts.Run`, `params` the profile's params."""
     settings, seed = params.evaluation, params.seed
-    load = {"on_bad_rows": params.data.on_bad_rows, "seed": seed}
+    load = {
+        "on_bad_rows": params.data.on_bad_rows,
+        "seed": seed,
+        "hub_copies": params.data.hub_copies,
+    }
     prompt_sets = read_prompt_sets(run, params.data, settings.prompts_per_benchmark, seed)
     instruction_prompts = read_instruction_prompts(settings, **load)
     mmlu_questions, mmlu_fewshot = read_mmlu(settings, **load)
@@ -88,7 +94,9 @@ def load_inputs(run, params) -> EvaluationInputs:
     if instruction_prompts:
         loaded_here += (settings.instruction_prompts,)
     revisions = {
-        spec.source: loaders.configured_revision(spec) for spec in loaded_here if spec is not None
+        spec.source: loaders.configured_revision(spec, params.data.hub_copies)
+        for spec in loaded_here
+        if spec is not None
     }
     return EvaluationInputs(
         prompt_sets, instruction_prompts, mmlu_questions, mmlu_fewshot, fig6_samples, revisions

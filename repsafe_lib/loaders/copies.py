@@ -1,7 +1,9 @@
 """Local copies of hub datasets, for machines that can't reach the hub (firewalls, CI).
 
 One YAML file maps hub ids to local copies; the environment variable ``REPSAFE_HUB_COPIES`` names
-it. Every loader then reads a mapped hub id from its copy, and every other hub id from the hub::
+it (or a profile's ``data.hub_copies``, which wins: the rehearsal names the suite's bundled
+copies there). Every loader then reads a mapped hub id from its copy, and every other hub id from
+the hub::
 
     # REPSAFE_HUB_COPIES=/data/hub-copies.yaml
     PKU-Alignment/PKU-SafeRLHF: pku/train.jsonl            # a file in the dataset's schema
@@ -29,10 +31,13 @@ HUB_COPIES_ENV_VAR = "REPSAFE_HUB_COPIES"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
-def read_hub_copies(mapping_file: str | Path) -> dict[str, str]:
-    """Hub id -> local copy (an absolute path, or a `demo:` source) from a mapping file."""
+def read_hub_copies(
+    mapping_file: str | Path, named_by: str = f"${HUB_COPIES_ENV_VAR}"
+) -> dict[str, str]:
+    """Hub id -> local copy (an absolute path, or a `demo:` source) from a mapping file; errors
+    name the file and what named it (`named_by`)."""
     mapping_file = Path(mapping_file)
-    where = f"{mapping_file} (named by ${HUB_COPIES_ENV_VAR})"
+    where = f"{mapping_file} (named by {named_by})"
     try:
         mapping = yaml.safe_load(mapping_file.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -69,10 +74,11 @@ def _check_demo_copy(copy: str, where: str, hub_id: str) -> None:
         raise DatasetError(f"no such file or folder: {local}", path=where, field=hub_id)
 
 
-def hub_copy(source: str) -> str | None:
-    """The local copy that ``$REPSAFE_HUB_COPIES`` maps the hub id `source` to; None when the
-    variable is unset or doesn't map it."""
+def hub_copy(source: str, configured: str | None = None) -> str | None:
+    """The local copy that the mapping file in force maps the hub id `source` to: the params'
+    `data.hub_copies` (`configured`: a path from the repository root, or `demo:<file>`), else the
+    file ``$REPSAFE_HUB_COPIES`` names. None when neither is set or the file doesn't map it."""
+    if configured:
+        return read_hub_copies(resolve_data_source(configured), "data.hub_copies").get(source)
     mapping_file = os.environ.get(HUB_COPIES_ENV_VAR)
-    if not mapping_file:
-        return None
-    return read_hub_copies(mapping_file).get(source)
+    return read_hub_copies(mapping_file).get(source) if mapping_file else None

@@ -22,15 +22,17 @@ from repsafe_lib.loaders.validation import LoadedDataset, OnBadRows
 from repsafe_lib.records import EvalPrompt, LabeledResponse, PreferencePair
 
 
-def load_configured(spec, *, on_bad_rows: OnBadRows, seed: int) -> LoadedDataset[Any]:
+def load_configured(
+    spec, *, on_bad_rows: OnBadRows, seed: int, hub_copies: str | None = None
+) -> LoadedDataset[Any]:
     """Load a `params.DatasetParams` entry: its loader, source (`demo:` files, and the local copy
-    $REPSAFE_HUB_COPIES maps a hub id to), split, size cap; what was read is recorded in
-    ``revision``."""
+    a hub-copies file maps a hub id to: `hub_copies`, the params' `data.hub_copies`, or
+    $REPSAFE_HUB_COPIES), split, size cap; what was read is recorded in ``revision``."""
     from repsafe_lib.paths import resolve_data_source
 
     if spec.loader not in LOADERS:
         raise ValueError(f"unknown loader '{spec.loader}' (known: {', '.join(LOADERS)})")
-    source = resolve_data_source(hub_copy(spec.source) or spec.source)
+    source = resolve_data_source(hub_copy(spec.source, hub_copies) or spec.source)
     loaded = LOADERS[spec.loader](
         source, split=spec.split, on_bad_rows=on_bad_rows, revision=spec.revision
     )
@@ -40,12 +42,12 @@ def load_configured(spec, *, on_bad_rows: OnBadRows, seed: int) -> LoadedDataset
     return dataclasses.replace(loaded, records=records, n_capped=capped, revision=revision)
 
 
-def configured_revision(spec) -> str:
+def configured_revision(spec, hub_copies: str | None = None) -> str:
     """`hub.source_revision` of what `load_configured` reads for a `params.DatasetParams` entry
     (call it after the load, which fills the hub cache)."""
     from repsafe_lib.paths import resolve_data_source
 
-    source = resolve_data_source(hub_copy(spec.source) or spec.source)
+    source = resolve_data_source(hub_copy(spec.source, hub_copies) or spec.source)
     return source_revision(source, spec.revision)
 
 
@@ -56,12 +58,17 @@ def configured_prompt_sets(data_params) -> dict[str, Any]:
 
 
 def load_transfer(
-    spec, pairs: Sequence[PreferencePair], *, on_bad_rows: OnBadRows, seed: int
+    spec,
+    pairs: Sequence[PreferencePair],
+    *,
+    on_bad_rows: OnBadRows,
+    seed: int,
+    hub_copies: str | None = None,
 ) -> LoadedDataset[LabeledResponse]:
     """The transfer set (`data.transfer`): labelled responses whose prompt none of `pairs` has
     (a reward scored on prompts it was trained on would not show transfer), then capped."""
     uncapped = dataclasses.replace(spec, max_rows=None)
-    loaded = load_configured(uncapped, on_bad_rows=on_bad_rows, seed=seed)
+    loaded = load_configured(uncapped, on_bad_rows=on_bad_rows, seed=seed, hub_copies=hub_copies)
     responses = loaded.records
     if responses and isinstance(responses[0], PreferencePair):
         responses = to_labeled_responses(responses)
@@ -76,9 +83,10 @@ def load_transfer(
     )
 
 
-def _hub_unreachable(error: DatasetError, spec) -> bool:
+def _hub_unreachable(error: DatasetError, spec, hub_copies: str | None) -> bool:
     """A hub id that could not be read at all (no network, no local copy), not a bad row."""
-    return error.path == spec.source and error.row is None and hub_copy(spec.source) is None
+    unmapped = hub_copy(spec.source, hub_copies) is None
+    return error.path == spec.source and error.row is None and unmapped
 
 
 @dataclass(frozen=True)
@@ -101,20 +109,24 @@ def load_data_inputs(data_params, *, seed: int) -> DataInputs:
     Nothing is written here: a caller that writes only after this returns never leaves new files
     of one dataset beside the previous run's files of another when a later file is bad.
     """
-    on_bad_rows = data_params.on_bad_rows
-    pairs = load_configured(data_params.pairs, on_bad_rows=on_bad_rows, seed=seed)
+    load = {
+        "on_bad_rows": data_params.on_bad_rows,
+        "seed": seed,
+        "hub_copies": data_params.hub_copies,
+    }
+    pairs = load_configured(data_params.pairs, **load)
     train, test = split_by_prompt(pairs.records, test_fraction=data_params.test_fraction, seed=seed)
     check_usable_pairs(pairs, train, test, data_params)
     prompt_sets = {
-        name: load_configured(spec, on_bad_rows=on_bad_rows, seed=seed)
+        name: load_configured(spec, **load)
         for name, spec in configured_prompt_sets(data_params).items()
     }
     transfer, unavailable = None, None
     if (spec := data_params.transfer) is not None:
         try:
-            transfer = load_transfer(spec, pairs.records, on_bad_rows=on_bad_rows, seed=seed)
+            transfer = load_transfer(spec, pairs.records, **load)
         except DatasetError as error:
-            if not (spec.optional and _hub_unreachable(error, spec)):
+            if not (spec.optional and _hub_unreachable(error, spec, data_params.hub_copies)):
                 raise
             unavailable = str(error)
     return DataInputs(pairs, train, test, prompt_sets, transfer, unavailable)

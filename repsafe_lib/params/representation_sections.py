@@ -129,6 +129,9 @@ class DataParams:
     do_not_answer: DatasetParams | None = None
     salad_base: DatasetParams | None = None
     transfer: DatasetParams | None = None
+    # A file mapping hub ids to local copies (`loaders.copies`): a path from the repository root
+    # or `demo:<file>`; when unset, the file $REPSAFE_HUB_COPIES names, if any.
+    hub_copies: str | None = None
 
     def __post_init__(self) -> None:
         require_fraction(self.test_fraction, "test_fraction")
