@@ -25,8 +25,9 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 .PHONY: help install reproduce report test test-fast nbval lab lint clean
 
 help:
-	@echo "make reproduce [PROFILE=tiny|smol|paper|paper-80gb|rehearsal]  run every notebook (default: smol)"
-	@echo "                                         into outputs/<profile>/"
+	@echo "make reproduce [PROFILE=...]             run every notebook into outputs/<profile>/ (default: smol;"
+	@echo "                                         laptop|tiny|smol|rehearsal|paper|paper-80gb|rehearsal-80gb;"
+	@echo "                                         laptop is the first experiment: real data, ~48 min)"
 	@echo "make report [PROFILE=...]                rebuild outputs/<profile>/report/index.html from existing artifacts"
 	@echo "make test                                lint and every test, the tiny and rehearsal pipelines included"
 	@echo "make test-fast                           lint and the tests not marked slow (no full pipeline run)"
