@@ -616,8 +616,9 @@ def test_mmlu_predictions_of_every_run_in_one_table():
 
 
 def test_unused_mmlu_dev_questions_and_instruction_prompts_are_not_read():
-    settings = load_params("params/rehearsal.yaml").evaluation
-    load = {"on_bad_rows": "raise", "seed": 0}
+    params = load_params("params/rehearsal.yaml")
+    settings = params.evaluation
+    load = {"on_bad_rows": "raise", "seed": 0, "hub_copies": params.data.hub_copies}
     instructions = read_instruction_prompts(settings, **load)
     assert 0 < len(instructions) <= settings.prompts_per_benchmark
     assert read_instruction_prompts(dataclasses.replace(settings, reward_models=()), **load) == []
