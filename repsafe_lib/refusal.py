@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -36,8 +37,7 @@ import numpy as np
 from repsafe_lib.refusal_features import (
     FEATURE_NAMES,
     FEATURE_SET_VERSION,
-    feature_matrix,
-    word_ngrams,
+    response_inputs,
 )
 
 ResponseClass = Literal["full_compliance", "partial_refusal", "full_refusal"]
@@ -56,7 +56,10 @@ class Stage:
     intercept: float
 
     def scores(self, standardised: np.ndarray, words: Sequence[frozenset[str]]) -> np.ndarray:
-        lexical = [sum(self.word_weights.get(w, 0.0) for w in present) for present in words]
+        weights = self.word_weights  # fsum: exact, so the order of a set's words doesn't matter
+        lexical = [
+            math.fsum(map(weights.__getitem__, present & weights.keys())) for present in words
+        ]
         return standardised @ self.cue_weights + np.asarray(lexical) + self.intercept
 
     def to_json(self) -> dict:
@@ -89,8 +92,8 @@ class RefusalModel:
 
     def predict(self, responses: Sequence[str]) -> list[ResponseClass]:
         """The class of each (non-empty) response."""
-        standardised = (feature_matrix(responses) - self.mean) / self.scale
-        words = [word_ngrams(r) for r in responses]
+        cues, words = response_inputs(responses)
+        standardised = (cues - self.mean) / self.scale
         refuses = self.refusal.scores(standardised, words) > 0
         partial = self.partial.scores(standardised, words) > 0
         return [

@@ -27,7 +27,7 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from repsafe_lib.refusal import RESPONSE_CLASSES, RefusalModel, ResponseClass, Stage
-from repsafe_lib.refusal_features import feature_matrix, sentences, word_ngrams
+from repsafe_lib.refusal_features import response_inputs, sentences
 
 COMPLETION_FILES = "xstest_v2_completions_*_gpteval.csv"
 LABELS: dict[str, ResponseClass] = {
@@ -105,9 +105,10 @@ def examples(responses: Sequence[str], labels: Sequence[str]) -> Examples:
         if label == "full_refusal" and first_sentence(r).strip() != r.strip()
     }
     texts = [*responses, *openings.values()]
+    cues, words = response_inputs(texts)
     return Examples(
-        feature_matrix(texts),
-        [word_ngrams(t) for t in texts],
+        cues,
+        words,
         np.asarray([*labels, *["full_refusal"] * len(openings)]),
         np.asarray([*range(len(responses)), *openings], dtype=np.int64),
         np.arange(len(texts)) >= len(responses),
@@ -123,7 +124,7 @@ def word_matrix(words: Sequence[frozenset[str]], vocab: Sequence[str]) -> sparse
     index = {w: i for i, w in enumerate(vocab)}
     rows, cols = [], []
     for row, present in enumerate(words):
-        hits = [index[w] for w in present if w in index]
+        hits = sorted(index[w] for w in present if w in index)
         rows += [row] * len(hits)
         cols += hits
     data = np.ones(len(rows))
