@@ -134,6 +134,8 @@ def word_matrix(words: Sequence[frozenset[str]], vocab: Sequence[str]) -> sparse
 def fit_stage(standardised: np.ndarray, words: list[frozenset[str]], target: np.ndarray) -> Stage:
     """One logistic regression (lbfgs: deterministic); words scaled down so that their L2
     penalty is `WORD_REGULARISATION` times the cues'."""
+    if len(set(target.tolist())) < 2:  # one class only (a tiny sample): always say it
+        return Stage(np.zeros(standardised.shape[1]), {}, 10.0 if target.all() else -10.0)
     vocab = vocabulary(words)
     shrink = WORD_REGULARISATION**-0.5
     design = sparse.hstack([sparse.csr_matrix(standardised), word_matrix(words, vocab) * shrink])
