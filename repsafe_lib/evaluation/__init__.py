@@ -26,10 +26,12 @@ from repsafe_lib.evaluation.alignment import (
 )
 from repsafe_lib.evaluation.inputs import EvaluationInputs, load_inputs
 from repsafe_lib.evaluation.judging import (
+    cached_judgments,
     fig6_top_k,
     judge_all,
     judge_outputs,
     judge_policy,
+    judgment_key,
     table1_benchmarks,
 )
 from repsafe_lib.evaluation.mmlu import (
@@ -122,6 +124,7 @@ __all__ = [
     "cohens_kappa",
     "collect_all_outputs",
     "collect_outputs",
+    "cached_judgments",
     "continuation_logprobs",
     "discover_policies",
     "evaluation_decoding",
@@ -135,6 +138,7 @@ __all__ = [
     "judge_all",
     "judge_outputs",
     "judge_policy",
+    "judgment_key",
     "layer_pairwise_accuracies",
     "load_inputs",
     "load_policy",

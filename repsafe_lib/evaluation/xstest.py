@@ -1,8 +1,9 @@
 """XSTest: over-refusal on safe prompts and refusal on unsafe ones (paper Sec 4.6, Fig 4).
 
-Each response is classified as full compliance, partial refusal or full refusal by string matching
-(XSTest's automatic method, `judges.classify_xstest`; an LLM judge can plug in), and Fig 4
-(`plots.plot_xstest`) stacks the three shares per policy, safe and unsafe prompts apart.
+Each response is classified as full compliance, partial refusal or full refusal by the offline
+refusal classifier (`repsafe_lib.refusal`, through `judges.classify_xstest`) or by an LLM judge
+(`xstest_judge.XSTestLLMJudge`, the paper's setting), and Fig 4 (`plots.plot_xstest`) stacks the
+three shares per policy, safe and unsafe prompts apart.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def xstest_rows(
             "prompt_id": response.prompt_id,
             "prompt_label": label_of[response.prompt_id],
             "classifier": record.classifier,
+            "classifier_version": record.version,
             "response_class": record.label,
         }
         for response, record in zip(responses, records, strict=True)
@@ -45,7 +47,7 @@ def xstest_all(
     outputs: Mapping[str, PolicyOutputs],
     llm_judge=None,
 ) -> pd.DataFrame:
-    """Every policy's XSTest responses classified (string match unless `llm_judge` is given)."""
+    """Every policy's XSTest responses classified (the offline classifier unless `llm_judge`)."""
     text_of = {p.prompt_id: p.prompt for p in prompts}
     rows = []
     for source in policies:

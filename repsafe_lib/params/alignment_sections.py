@@ -102,8 +102,11 @@ class TrainingParams:
 class EvaluationParams:
     """Safety evaluation (Table 1-3, Fig 4): judges, generation, bootstrap, MMLU.
 
-    judges: any of `refusal` (offline pattern proxy: "toxic" = answered without refusal),
-    `llama_guard_2` and `md_judge` (each needs its model block, loaded like `model`).
+    judges: any of `refusal` (the offline refusal classifier as proxy: "toxic" = answered
+    without refusal), `llama_guard_2` and `md_judge` (each needs its model block, loaded like
+    `model`). xstest_judge: a chat model (a `model` block) that classifies Fig 4's XSTest
+    responses with XSTest's instruction (`xstest_judge.XSTestLLMJudge`); null: the offline
+    refusal classifier does.
     prompts_per_benchmark caps each benchmark's prompts (a seeded choice, stratified by XSTest's
     safe/unsafe label). Decoding is greedy unless `do_sample`; `generation_dtype` decodes from a
     copy of each policy in that dtype (null: the policy's; MMLU is always scored in the policy's
@@ -116,6 +119,7 @@ class EvaluationParams:
     judges: tuple[Literal["refusal", "llama_guard_2", "md_judge"], ...] = ("refusal",)
     llama_guard_2: ModelParams | None = None
     md_judge: ModelParams | None = None
+    xstest_judge: ModelParams | None = None
     judge_batch_size: int = 8
     judge_max_new_tokens: int = 24
     prompts_per_benchmark: int | None = None
