@@ -87,14 +87,12 @@ class Examples:
     words: list[frozenset[str]]
     labels: np.ndarray
     source: np.ndarray
-    cut: np.ndarray  # True for a full refusal cut to its first sentence
 
     def subset(self, rows: np.ndarray) -> Examples:
+        """The examples made from responses `rows`."""
         keep = np.isin(self.source, rows)
         words = [w for w, k in zip(self.words, keep, strict=True) if k]
-        return Examples(
-            self.cues[keep], words, self.labels[keep], self.source[keep], self.cut[keep]
-        )
+        return Examples(self.cues[keep], words, self.labels[keep], self.source[keep])
 
 
 def examples(responses: Sequence[str], labels: Sequence[str]) -> Examples:
@@ -111,7 +109,6 @@ def examples(responses: Sequence[str], labels: Sequence[str]) -> Examples:
         words,
         np.asarray([*labels, *["full_refusal"] * len(openings)]),
         np.asarray([*range(len(responses)), *openings], dtype=np.int64),
-        np.arange(len(texts)) >= len(responses),
     )
 
 
