@@ -7,7 +7,7 @@ reads a response's text only:
 
 1. `refusal_features.response_features`: a fixed, hand-written list of general refusal and
    compliance cues (refusal constructions, apologies, "as an AI", moralising and redirecting
-   language, a caveat followed by substantive content, lists and code, length, truncation,
+   language, a caveat followed by substantive content, lists and code, length,
    non-English text), each a number, plus the response's words and word pairs;
 2. two logistic regressions over them: is it a refusal (full or partial), and if so, is it a
    partial one. Their weights are a JSON file fit by `scripts/fit_refusal_classifier.py`

@@ -39,6 +39,8 @@ REGULARISATION = 1.0  # inverse L2 strength on the standardised cues
 WORD_REGULARISATION = 5.0  # how much harder words are held back than cues
 MIN_RESPONSES = 5  # a word or word pair enters the vocabulary from this many responses on
 PROMPT_GROUPS = 5
+# Where `cut_short` stops a response: about 48 tokens of English, a short generation budget.
+CUT_CHARS = 220
 
 
 def model_name(path: Path) -> str:
@@ -95,20 +97,33 @@ class Examples:
         return Examples(self.cues[keep], words, self.labels[keep], self.source[keep])
 
 
+def cut_short(response: str, chars: int = CUT_CHARS) -> str:
+    """The response stopped mid-sentence at a word boundary, as a small generation budget leaves
+    it: near `chars` characters, or near 70% of a shorter one (so that short responses, mostly
+    refusals, are seen cut short as often as long ones); unchanged below 60 characters."""
+    chars = min(chars, int(0.7 * len(response)))
+    if chars < 42:
+        return response
+    cut = response.rfind(" ", 0, chars)
+    return response[: cut if cut > 0 else chars]
+
+
 def examples(responses: Sequence[str], labels: Sequence[str]) -> Examples:
-    """The labelled responses plus each full refusal's first sentence, labelled full refusal."""
-    openings = {
-        i: first_sentence(r)
-        for i, (r, label) in enumerate(zip(responses, labels, strict=True))
-        if label == "full_refusal" and first_sentence(r).strip() != r.strip()
-    }
-    texts = [*responses, *openings.values()]
-    cues, words = response_inputs(texts)
+    """The labelled responses plus two kinds of copies: each full refusal's first sentence,
+    labelled full refusal, and each full refusal or full compliance cut short (`cut_short`),
+    with its label. A partial refusal cut short may have lost either half, so it isn't copied."""
+    extra: list[tuple[int, str, str]] = []  # (source row, text, label)
+    for i, (r, label) in enumerate(zip(responses, labels, strict=True)):
+        if label == "full_refusal" and first_sentence(r).strip() != r.strip():
+            extra.append((i, first_sentence(r), label))
+        if label != "partial_refusal" and cut_short(r.strip()) != r.strip():
+            extra.append((i, cut_short(r.strip()), label))
+    cues, words = response_inputs([*responses, *(text for _, text, _ in extra)])
     return Examples(
         cues,
         words,
-        np.asarray([*labels, *["full_refusal"] * len(openings)]),
-        np.asarray([*range(len(responses)), *openings], dtype=np.int64),
+        np.asarray([*labels, *(label for _, _, label in extra)]),
+        np.asarray([*range(len(responses)), *(i for i, _, _ in extra)], dtype=np.int64),
     )
 
 
