@@ -46,6 +46,7 @@ class SvmSolution:
     weight: torch.Tensor  # [K, d], in standardised space
     bias: torch.Tensor  # [K]
     newton_steps: int
+    hessian_products: int
     converged: torch.Tensor  # [K] bool
 
 
@@ -71,36 +72,87 @@ def _squared_norms(weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return (weight * weight).sum(1) + bias * bias
 
 
-def _dot(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def _dot(
+    a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
     return (a[0] * b[0]).sum(1) + a[1] * b[1]
 
 
+@dataclass(frozen=True)
+class Spectrum:
+    """Eigenvectors `[d, d]` (columns) and eigenvalues `[d]` of the states' correlation matrix
+    `Z^T Z / n` under one standardisation: the shape of every problem's Hessian, up to scale."""
+
+    vectors: torch.Tensor
+    values: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, chunk: int = 8192):
+        d = x.shape[1]
+        gram = x.new_zeros((d, d))
+        for start in range(0, x.shape[0], chunk):
+            z = (x[start : start + chunk] - mean) / scale
+            gram.addmm_(z.T, z)
+        values, vectors = torch.linalg.eigh(gram / x.shape[0])
+        return cls(vectors, values.clamp_min(0))
+
+
+class _Preconditioner:
+    """`M_k = I + 2 C_k |A_k| R` with `R` the correlation matrix and `|A_k|` the rows inside the
+    margin: what the Hessian `I + 2 C_k Z_A^T Z_A` would be if the rows inside the margin were
+    spread like all rows. The states' correlations span orders of magnitude, so plain CG needs
+    thousands of products; against `M_k` it needs tens."""
+
+    def __init__(self, spectrum: Spectrum, weighting_total: torch.Tensor):
+        self.vectors = spectrum.vectors
+        self.w_factor = 1 / (1 + weighting_total[:, None] * spectrum.values)  # [K, d]
+        self.b_factor = 1 / (1 + weighting_total)
+
+    def __call__(self, r_w: torch.Tensor, r_b: torch.Tensor):
+        return ((r_w @ self.vectors) * self.w_factor) @ self.vectors.T, r_b * self.b_factor
+
+
+def _identity(r_w: torch.Tensor, r_b: torch.Tensor):
+    return r_w, r_b
+
+
 def _conjugate_gradients(
-    hessian_times, gradient: tuple[torch.Tensor, torch.Tensor], forcing: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Solve `H p = -g` for every problem, stopping each once `|H p + g| <= forcing * |g|`."""
+    hessian_times,
+    gradient: tuple[torch.Tensor, torch.Tensor],
+    forcing: torch.Tensor,
+    precondition=_identity,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
+    """Solve `H p = -g` for every problem, stopping each once `|H p + g| <= forcing * |g|`.
+    Returns the step and the number of Hessian products taken."""
+    tiny = torch.finfo(gradient[0].dtype).tiny
     step_w, step_b = torch.zeros_like(gradient[0]), torch.zeros_like(gradient[1])
     res_w, res_b = -gradient[0], -gradient[1]
-    dir_w, dir_b = res_w.clone(), res_b.clone()
+    pre_w, pre_b = precondition(res_w, res_b)
+    dir_w, dir_b = pre_w.clone(), pre_b.clone()
     res_sq = _dot((res_w, res_b), (res_w, res_b))
+    res_pre = _dot((res_w, res_b), (pre_w, pre_b))
     target = (forcing**2) * res_sq
-    for _ in range(MAX_CG_STEPS):
+    products = 0
+    while products < MAX_CG_STEPS:
         active = res_sq > target
         if not active.any():
             break
         hd_w, hd_b = hessian_times(dir_w, dir_b)
+        products += 1
         curvature = _dot((dir_w, dir_b), (hd_w, hd_b))
-        alpha = torch.where(active, res_sq / curvature.clamp_min(torch.finfo(res_sq.dtype).tiny), 0)
+        alpha = torch.where(active, res_pre / curvature.clamp_min(tiny), 0)
         step_w += alpha[:, None] * dir_w
         step_b += alpha * dir_b
         res_w -= alpha[:, None] * hd_w
         res_b -= alpha * hd_b
-        new_sq = _dot((res_w, res_b), (res_w, res_b))
-        beta = torch.where(active, new_sq / res_sq.clamp_min(torch.finfo(res_sq.dtype).tiny), 0)
-        dir_w = res_w + beta[:, None] * dir_w
-        dir_b = res_b + beta * dir_b
-        res_sq = torch.where(active, new_sq, res_sq)
-    return step_w, step_b
+        pre_w, pre_b = precondition(res_w, res_b)
+        new_pre = _dot((res_w, res_b), (pre_w, pre_b))
+        beta = torch.where(active, new_pre / res_pre.clamp_min(tiny), 0)
+        dir_w = pre_w + beta[:, None] * dir_w
+        dir_b = pre_b + beta * dir_b
+        res_pre = torch.where(active, new_pre, res_pre)
+        res_sq = torch.where(active, _dot((res_w, res_b), (res_w, res_b)), res_sq)
+    return (step_w, step_b), products
 
 
 def _line_search(
@@ -114,13 +166,15 @@ def _line_search(
 ) -> torch.Tensor:
     """The exact minimiser `t >= 0` of the objective along the step, per problem: 1-D Newton on a
     convex piecewise quadratic, which ends at the minimum once the active set stops changing."""
+    tiny = torch.finfo(c.dtype).tiny
     t = torch.ones_like(c)
     for _ in range(LINE_SEARCH_STEPS):
         f = margins + t * along
         inside = rows * ((y[:, None] * f) < 1)
         slope = theta_dot_step + t * step_sq + 2 * c * (inside * (f - y[:, None]) * along).sum(0)
         curvature = step_sq + 2 * c * (inside * along * along).sum(0)
-        t_next = (t - slope / curvature).clamp_min(0)
+        # A problem already solved takes a zero step: zero curvature, and t = 0.
+        t_next = torch.where(curvature > 0, t - slope / curvature.clamp_min(tiny), 0).clamp_min(0)
         if torch.allclose(t_next, t, rtol=1e-7, atol=0):
             return t_next
         t = t_next
@@ -134,6 +188,7 @@ def solve(
     *,
     tolerance: float = DEFAULT_TOLERANCE,
     initial: tuple[torch.Tensor, torch.Tensor] | None = None,
+    spectrum: Spectrum | None = None,
 ) -> SvmSolution:
     """Solve the K problems of `batch` on states `x [n, d]` with labels `y [n]` in {-1, +1}.
 
@@ -149,8 +204,9 @@ def solve(
     start_norm, last_objective = None, None
     converged = torch.zeros(k, dtype=torch.bool, device=x.device)
     stalled = torch.zeros_like(converged)
-    steps = 0
-    for steps in range(1, MAX_NEWTON_STEPS + 1):
+    steps = hessian_products = 0
+    for newton_step in range(1, MAX_NEWTON_STEPS + 1):
+        steps = newton_step
         margins = op.forward(weight, bias)
         inside = rows * ((y[:, None] * margins) < 1)
         objective = 0.5 * _squared_norms(weight, bias) + c * (
@@ -178,7 +234,13 @@ def solve(
             return h_w + v_w, h_b + v_b
 
         forcing = torch.clamp((grad_norm / start_norm).sqrt(), max=0.1)
-        step_w, step_b = _conjugate_gradients(hessian_times, (grad_w, grad_b), forcing)
+        precondition = (
+            _identity if spectrum is None else _Preconditioner(spectrum, weighting.sum(0))
+        )
+        (step_w, step_b), products = _conjugate_gradients(
+            hessian_times, (grad_w, grad_b), forcing, precondition
+        )
+        hessian_products += products
         done = converged | stalled
         step_w[done], step_b[done] = 0, 0
         t = _line_search(
@@ -192,7 +254,12 @@ def solve(
         )
         weight += t[:, None] * step_w
         bias += t * step_b
-    return SvmSolution(weight, bias, steps, converged)
+    return SvmSolution(weight, bias, steps, hessian_products, converged)
+
+
+def margins(x: torch.Tensor, batch: SvmBatch, solution: SvmSolution) -> torch.Tensor:
+    """`[n, K]`: every row's margin under every problem's standardisation and hyperplane."""
+    return _Operator(x, batch).forward(solution.weight, solution.bias)
 
 
 def _start_gradient_norm(op: _Operator, y: torch.Tensor, rows: torch.Tensor, c: torch.Tensor):
