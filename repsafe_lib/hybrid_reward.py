@@ -406,6 +406,8 @@ def fit_fold_rewards(
             folds=probe_params.inner_folds,
             max_iter=probe_params.max_iter,
             seed=seed,
+            solver=probe_params.solver,
+            device=probe_params.device,
         )
         probe_set = ProbeSet(split, result.probes, result.train_scores)
         reward = fit_split_rewards(states, examples, probe_set, layers, reward_params)

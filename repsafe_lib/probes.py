@@ -30,6 +30,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.svm import LinearSVC
 from tqdm.auto import tqdm
 
+from repsafe_lib import linear_svm
 from repsafe_lib.artifacts import (
     Saved,
     atomic_path,
@@ -43,6 +44,9 @@ from repsafe_lib.loaders import split_by_prompt
 METRICS = ("precision_unsafe", "recall_unsafe", "accuracy", "auroc")
 # Sparse bag-of-words features need far weaker regularisation than dense standardised states.
 TFIDF_C_GRID = (0.1, 1.0, 10.0, 100.0)
+# "sklearn": liblinear, one fit at a time. "torch": `linear_svm`, the same problem, every C and
+# fold of a layer in one batched solve, on the GPU when there is one.
+SOLVERS = ("sklearn", "torch")
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,127 @@ def out_of_fold_margins(
     return margins
 
 
+def probe_with_margins(
+    states: np.ndarray,
+    is_safe: np.ndarray,
+    groups: np.ndarray,
+    *,
+    c_grid: Sequence[float],
+    folds: int,
+    max_iter: int,
+    seed: int,
+    solver: str = "sklearn",
+    device: str | None = None,
+) -> tuple[LayerProbe, np.ndarray]:
+    """One layer's probe (`fit_layer_probe`) and its rows' out-of-fold margins at the chosen C
+    (`out_of_fold_margins`), by either solver."""
+    if solver == "torch":
+        return _batched_probe_with_margins(states, is_safe, groups, c_grid, folds, device)
+    if solver != "sklearn":
+        raise ValueError(f"probes.solver must be one of {SOLVERS}, got {solver!r}")
+    probe = fit_layer_probe(
+        states, is_safe, groups, c_grid=c_grid, folds=folds, max_iter=max_iter, seed=seed
+    )
+    margins = out_of_fold_margins(
+        states, is_safe, groups, c=probe.c, folds=folds, max_iter=max_iter, seed=seed
+    )
+    return probe, margins
+
+
+def solver_device(device: str | None) -> torch.device:
+    """`None`/"auto": the GPU when there is one."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _batched_probe_with_margins(
+    states: np.ndarray,
+    is_safe: np.ndarray,
+    groups: np.ndarray,
+    c_grid: Sequence[float],
+    folds: int,
+    device: str | None,
+) -> tuple[LayerProbe, np.ndarray]:
+    """`probe_with_margins` with `linear_svm`: two batched solves per layer. The first fits every
+    (C, inner fold) on the training side's standardisation, plus the refit on all rows at every
+    C; the second, at the chosen C, each fold's out-of-fold probe on its own standardisation.
+    A fold whose fitting rows hold one class predicts that class, as in the sklearn path."""
+    n = len(states)
+    y = labels_from_safety(is_safe)
+    target = solver_device(device)
+    x = torch.as_tensor(states, dtype=torch.float32).to(target)
+    y_t = torch.as_tensor(y, dtype=torch.float32, device=target)
+    mean, scale = standardiser(states)
+    fold_list = inner_folds(groups, folds)
+    c_values = sorted(float(c) for c in c_grid)
+    select = len(c_values) > 1
+
+    def mask(rows: np.ndarray) -> np.ndarray:
+        selected = np.zeros(n, dtype=bool)
+        selected[rows] = True
+        return selected
+
+    def two_class(rows: np.ndarray) -> bool:
+        return len(np.unique(y[rows])) == 2
+
+    def solve(problems: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]):
+        """(C, rows, mean, scale) per problem -> `[n, K]` margins of every row."""
+        batch = linear_svm.SvmBatch(
+            rows=torch.as_tensor(np.stack([mask(p[1]) for p in problems]), dtype=x.dtype).to(
+                target
+            ),
+            c=torch.tensor([p[0] for p in problems], dtype=x.dtype, device=target),
+            mean=torch.as_tensor(np.stack([p[2] for p in problems]), dtype=x.dtype).to(target),
+            scale=torch.as_tensor(np.stack([p[3] for p in problems]), dtype=x.dtype).to(target),
+        )
+        solution = linear_svm.solve(x, y_t, batch, spectrum=spectrum)
+        return solution, linear_svm.margins(x, batch, solution).double().cpu().numpy()
+
+    spectrum = linear_svm.Spectrum.of(
+        x,
+        torch.as_tensor(mean, dtype=x.dtype).to(target),
+        torch.as_tensor(scale, dtype=x.dtype).to(target),
+    )
+    grid_problems = [
+        (c, fit, mean, scale) for c in c_values for fit, _ in fold_list if select and two_class(fit)
+    ]
+    refits = [(c, np.arange(n), mean, scale) for c in (c_values if select else c_values[:1])]
+    solution, margins = solve(grid_problems + refits)
+
+    column = {(p[0], id(p[1])): k for k, p in enumerate(grid_problems)}
+
+    def accuracy(c: float, fit: np.ndarray, val: np.ndarray) -> float:
+        if not two_class(fit):
+            return float(np.mean(y[val] == y[fit][0]))
+        predicted = np.where(margins[val, column[c, id(fit)]] > 0, 1, -1)
+        return float(np.mean(predicted == y[val]))
+
+    c = select_c(accuracy, c_values, fold_list) if select else c_values[0]
+    refit = len(grid_problems) + c_values.index(c) if select else len(grid_problems)
+    probe = LayerProbe(
+        mean,
+        scale,
+        solution.weight[refit].double().cpu().numpy(),
+        float(solution.bias[refit]),
+        c,
+    )
+
+    out_of_fold = np.zeros(n)
+    fold_problems, held_out_rows = [], []
+    for fit, held_out in fold_list:
+        if not two_class(fit):
+            out_of_fold[held_out] = float(y[fit][0])
+            continue
+        fold_problems.append((c, fit, *standardiser(states[fit])))
+        held_out_rows.append(held_out)
+    if fold_problems:
+        _, fold_margins = solve(fold_problems)
+        for k, held_out in enumerate(held_out_rows):
+            out_of_fold[held_out] = fold_margins[held_out, k]
+    return probe, out_of_fold
+
+
 def fit_layer_probes(
     states: np.ndarray,
     is_safe: np.ndarray,
@@ -297,6 +422,9 @@ def evaluate_split(
     folds: int,
     max_iter: int,
     seed: int,
+    solver: str = "sklearn",
+    device: str | None = None,
+    progress: bool = False,
 ) -> SplitResult:
     """Fit every layer's probe on the split's training rows, score its test rows; same for the
     two text-only controls."""
@@ -304,34 +432,32 @@ def evaluate_split(
     groups = np.array([e.prompt for e in examples], dtype=object)
     texts = [e.response for e in examples]
     train, test = split.train_rows, split.test_rows
-    probes = fit_layer_probes(
-        states[train],
-        is_safe[train],
-        groups[train],
-        c_grid=c_grid,
-        folds=folds,
-        max_iter=max_iter,
-        seed=seed,
-    )
+    fitted = [
+        probe_with_margins(
+            states[train, i],
+            is_safe[train],
+            groups[train],
+            c_grid=c_grid,
+            folds=folds,
+            max_iter=max_iter,
+            seed=seed,
+            solver=solver,
+            device=device,
+        )
+        for i in tqdm(
+            range(states.shape[1]),
+            desc=f"split {split.index} probes",
+            unit="layer",
+            disable=not progress,
+            leave=False,
+        )
+    ]
+    probes = [probe for probe, _ in fitted]
     layer_metrics = [
         classification_metrics(is_safe[test], probe.margin(states[test, i]))
         for i, probe in enumerate(probes)
     ]
-    train_scores = np.stack(
-        [
-            out_of_fold_margins(
-                states[train, i],
-                is_safe[train],
-                groups[train],
-                c=probe.c,
-                folds=folds,
-                max_iter=max_iter,
-                seed=seed,
-            )
-            for i, probe in enumerate(probes)
-        ],
-        axis=1,
-    )
+    train_scores = np.stack([margins for _, margins in fitted], axis=1)
     controls = {
         "length": length_control_scores(texts, is_safe, train, test),
         "tfidf": tfidf_control_scores(texts, is_safe, groups, train, test, folds=folds, seed=seed),

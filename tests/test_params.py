@@ -138,6 +138,8 @@ BAD_PARAMS = [
     ("negative mu", lambda r: r["reward"].update(mu=-0.5), "reward", "mu must be >= 0"),
     ("one inner fold", lambda r: r["probes"].update(inner_folds=1), "probes", "inner_folds"),
     ("C <= 0", lambda r: r["probes"].update(c_grid=[0.1, 0.0]), "probes", "c_grid"),
+    ("unknown solver", lambda r: r["probes"].update(solver="svm"), "probes.solver", "one of"),
+    ("unknown device", lambda r: r["probes"].update(device="tpu"), "probes", "device"),
     ("C not a number", lambda r: r["probes"].update(c_grid=["x"]), "probes.c_grid[0]", "expected"),
     ("unknown run", lambda r: r["training"].update(runs=["ppo"]), "training.runs[0]", "one of"),
     ("repeated run", lambda r: r["training"].update(runs=["dpo", "dpo"]), "training", "repeat"),

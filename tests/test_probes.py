@@ -173,3 +173,45 @@ def test_out_of_fold_scores_are_worse_than_in_sample_on_noise():
     in_sample = result.probes[0].margin(states[split.train_rows, 0])
     assert np.mean((in_sample > 0) == train_safe) > 0.95
     assert abs(np.mean((result.train_scores[:, 0] > 0) == train_safe) - 0.5) < 0.15
+
+
+def test_torch_solver_reaches_sklearns_probes():
+    """Same problem, two solvers: the same C per layer, the same held-out predictions, margins
+    and out-of-fold margins that agree to float32 precision."""
+    examples = synthetic_examples(120, seed=6)
+    is_safe = np.array([e.is_safe for e in examples])
+    rng = np.random.default_rng(6)
+    states = separable_states(is_safe, layers=2, d=24, seed=6) + rng.normal(size=(240, 2, 24)) * 2
+    split = probes.probe_splits(examples, num_splits=1, test_fraction=0.25, seed=0)[0]
+    fit = {**FIT, "c_grid": (1e-3, 1e-2, 1.0)}
+    reference = probes.evaluate_split(states, examples, split, **fit)
+    batched = probes.evaluate_split(states, examples, split, **fit, solver="torch", device="cpu")
+    test = states[split.test_rows]
+    for layer, (ours, theirs) in enumerate(zip(batched.probes, reference.probes, strict=True)):
+        assert ours.c == theirs.c
+        expected = theirs.margin(test[:, layer])
+        np.testing.assert_allclose(ours.margin(test[:, layer]), expected, atol=2e-3, rtol=1e-3)
+        assert np.array_equal(ours.margin(test[:, layer]) > 0, expected > 0)
+    np.testing.assert_allclose(batched.train_scores, reference.train_scores, atol=2e-3, rtol=1e-3)
+    assert batched.layer_metrics == reference.layer_metrics
+
+
+def test_torch_solver_handles_a_fold_with_one_class():
+    examples = synthetic_examples(12, seed=7)
+    is_safe = np.array([e.is_safe for e in examples])
+    groups = np.array([e.prompt for e in examples], dtype=object)
+    is_safe[:] = True
+    is_safe[0] = False  # one unsafe row: the folds without it hold one class
+    states = np.random.default_rng(7).normal(size=(len(is_safe), 5))
+    fit = {**FIT, "c_grid": (1e-2, 1.0)}
+    ours = probes.probe_with_margins(states, is_safe, groups, **fit, solver="torch", device="cpu")
+    theirs = probes.probe_with_margins(states, is_safe, groups, **fit)
+    assert ours[0].c == theirs[0].c
+    np.testing.assert_allclose(ours[1], theirs[1], atol=1e-3)
+
+
+def test_unknown_solver_is_refused():
+    with pytest.raises(ValueError, match="probes.solver"):
+        probes.probe_with_margins(
+            np.zeros((4, 2)), np.array([1, 0, 1, 0], bool), np.arange(4), **FIT, solver="svm"
+        )

@@ -198,11 +198,17 @@ class ProbeParams:
     num_splits: int = 3
     c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     inner_folds: int = 3
-    max_iter: int = 10000
+    max_iter: int = 10000  # liblinear's iteration cap (solver: sklearn)
+    # sklearn: liblinear's LinearSVC, one fit at a time on the CPU. torch: the same problem solved
+    # for every C and fold of a layer at once (docs/method.md), on `device` ("auto": the GPU if any).
+    solver: Literal["sklearn", "torch"] = "sklearn"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         require_positive(self.num_splits, "num_splits")
         require_positive(self.max_iter, "max_iter")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.inner_folds < 2:
             raise ValueError(f"inner_folds must be >= 2, got {self.inner_folds}")
         if not self.c_grid or min(self.c_grid) <= 0:
