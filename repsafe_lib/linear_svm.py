@@ -65,7 +65,9 @@ class _Operator:
     def transpose(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`sum_i r_ik z_ik` (`[K, d]`) and `sum_i r_ik` (`[K]`) for `r [n, K]`."""
         totals = r.sum(0)
-        return (self.x.T @ r).T.sub_(self.mean * totals[:, None]).div_(self.scale), totals
+        # [K, n] @ [n, d]: a row-major product; `x.T @ r` is many times slower on CPU for small K
+        weighted = r.T.contiguous() @ self.x
+        return weighted.sub_(self.mean * totals[:, None]).div_(self.scale), totals
 
 
 def _squared_norms(weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -88,6 +90,8 @@ class Spectrum:
 
     @classmethod
     def of(cls, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, chunk: int = 8192):
+        """From all rows (a subsample of 8k rows doubled the conjugate-gradient steps at
+        n = 45k, d = 4,096, and cost more than it saved)."""
         d = x.shape[1]
         gram = x.new_zeros((d, d))
         for start in range(0, x.shape[0], chunk):
