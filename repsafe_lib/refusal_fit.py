@@ -151,7 +151,7 @@ def fit_stage(standardised: np.ndarray, words: list[frozenset[str]], target: np.
     vocab = vocabulary(words)
     shrink = WORD_REGULARISATION**-0.5
     design = sparse.hstack([sparse.csr_matrix(standardised), word_matrix(words, vocab) * shrink])
-    regression = LogisticRegression(C=REGULARISATION, max_iter=10000, tol=1e-6)
+    regression = LogisticRegression(C=REGULARISATION, max_iter=10000, tol=1e-6, random_state=0)
     regression.fit(design.tocsr(), target)
     coef = regression.coef_[0]
     n_cues = standardised.shape[1]

@@ -172,6 +172,7 @@ def test_rehearsal_reaches_every_paper_item_in_the_report(rehearsal_run):
 
 def test_rehearsal_runs_the_paper_profiles_settings(rehearsal_run):
     paper = load_params("params/paper.yaml")
+    assert manifest(rehearsal_run, "02_probes")["solver"] == paper.probes.solver == "torch"
     training = manifest(rehearsal_run, "04_training")
     assert training["runs"] == list(paper.training.runs)
     assert training["reference"] == paper.training.reference == "precomputed"
