@@ -250,24 +250,22 @@ def _batched_probe_with_margins(
     def two_class(rows: np.ndarray) -> bool:
         return len(np.unique(y[rows])) == 2
 
+    def on_device(values) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values), dtype=x.dtype).to(target)
+
+    spectrum = linear_svm.Spectrum.of(x, on_device(mean), on_device(scale))
+
     def solve(problems: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]):
-        """(C, rows, mean, scale) per problem -> `[n, K]` margins of every row."""
+        """(C, rows, mean, scale) per problem -> the solution and `[n, K]` margins of every row."""
         batch = linear_svm.SvmBatch(
-            rows=torch.as_tensor(np.stack([mask(p[1]) for p in problems]), dtype=x.dtype).to(
-                target
-            ),
-            c=torch.tensor([p[0] for p in problems], dtype=x.dtype, device=target),
-            mean=torch.as_tensor(np.stack([p[2] for p in problems]), dtype=x.dtype).to(target),
-            scale=torch.as_tensor(np.stack([p[3] for p in problems]), dtype=x.dtype).to(target),
+            rows=on_device([mask(p[1]) for p in problems]),
+            c=on_device([p[0] for p in problems]),
+            mean=on_device([p[2] for p in problems]),
+            scale=on_device([p[3] for p in problems]),
         )
         solution = linear_svm.solve(x, y_t, batch, spectrum=spectrum)
         return solution, linear_svm.margins(x, batch, solution).double().cpu().numpy()
 
-    spectrum = linear_svm.Spectrum.of(
-        x,
-        torch.as_tensor(mean, dtype=x.dtype).to(target),
-        torch.as_tensor(scale, dtype=x.dtype).to(target),
-    )
     grid_problems = [
         (c, fit, mean, scale) for c in c_values for fit, _ in fold_list if select and two_class(fit)
     ]
