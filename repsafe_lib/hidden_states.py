@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -36,6 +35,7 @@ from repsafe_lib.caching import (
 )
 from repsafe_lib.loaders import to_labeled_responses
 from repsafe_lib.records import PreferencePair
+from repsafe_lib.states_file import all_finite, map_states_file, write_states_file
 
 if TYPE_CHECKING:  # at run time these would load all of transformers' modelling code
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -189,17 +189,20 @@ def extract_hidden_states(
     batch_size: int,
     padding_side: str = "right",
     progress: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """States `[n, len(layers), d]` (float32, CPU) of the last token of each formatted text.
+    """States `[n, len(layers), d]` (on the CPU, in `dtype`) of the last token of each formatted
+    text.
 
     `layers` are 1-based decoder layer numbers. Batches are length-sorted to waste little padding;
-    the result is in the order of `texts`.
+    the result is in the order of `texts`. In float16 (the cache's precision, half the memory) a
+    state beyond float16's range raises `Float16RangeError` naming its text.
     """
     token_ids = tokenize_conversations(tokenizer, texts, max_length)
     body, _, _ = decoder_parts(model)
     device = next(model.parameters()).device
     recorder = LastTokenRecorder(model, layers)
-    states = torch.empty((len(texts), len(layers), model.config.hidden_size))
+    states = torch.empty((len(texts), len(layers), model.config.hidden_size), dtype=dtype)
     batches = length_sorted_batches([len(ids) for ids in token_ids], batch_size)
     bar = tqdm(
         total=sum(map(len, token_ids)), unit="tok", desc="hidden states", disable=not progress
@@ -217,12 +220,34 @@ def extract_hidden_states(
                 position_ids=position_ids_from_mask(mask),
                 use_cache=False,
             )
-            states[batch] = recorder.stacked().cpu()
+            pooled = recorder.stacked()
+            if dtype == torch.float16:
+                pooled = _within_float16(pooled, batch)
+            states[batch] = pooled.cpu().to(dtype)
             bar.update(int(mask.sum()))
     finally:
         recorder.remove()
         bar.close()
     return states
+
+
+class Float16RangeError(ValueError):
+    """A hidden state that float16 (the cache's precision) cannot hold."""
+
+
+def _within_float16(pooled: torch.Tensor, batch: Sequence[int]) -> torch.Tensor:
+    """`pooled [B, L, d]` in float16, or `Float16RangeError` naming the first text whose state
+    float16 turns into inf (or that was NaN already)."""
+    half = pooled.to(torch.float16)
+    finite = torch.isfinite(half).flatten(1).all(dim=1)
+    if bool(finite.all()):
+        return half
+    bad = int((~finite).nonzero()[0, 0])
+    peak = pooled[bad].nan_to_num(nan=0.0).abs().max().item()
+    raise Float16RangeError(
+        f"hidden states of text {batch[bad]} hold NaN or values beyond float16's range"
+        f" (largest magnitude {peak:.3g})"
+    )
 
 
 def states_cache_key(
@@ -239,51 +264,52 @@ def states_cache_key(
     return key_digest(canonical_json(header), text_digests(texts))
 
 
-def _load_states(path: Path) -> torch.Tensor:
-    return load_file(path)["states"].float()
-
-
 def _save_states(tmp: Path, stored: torch.Tensor, key: str) -> torch.Tensor:
-    # `save_file` is looked up here at call time: the crash tests stop it half-way.
-    save_file({"states": stored}, tmp, metadata=key_metadata(key))
-    return stored.float()
+    # `write_states_file` is looked up here at call time: the crash tests stop it half-way.
+    write_states_file(tmp, stored, key_metadata(key))
+    # The mapping outlives the rename of `tmp` into place; the in-memory copy can then be freed.
+    return map_states_file(tmp)
 
 
 def _states_problem(states: torch.Tensor, shape: tuple[int, int, int]) -> str | None:
     """A cache of another shape, or holding NaN or inf under an intact header, is not used."""
     if tuple(states.shape) != shape:
         return f"states of shape {tuple(states.shape)}, not {shape}"
-    if not torch.isfinite(states).all():
+    if not all_finite(states):
         return "holds NaN or inf values"
     return None
 
 
 def states_cache(shape: tuple[int, int, int]) -> CacheFormat[torch.Tensor]:
-    """Float16 safetensors `{"states": [n, L, d]}` with the key in the metadata."""
+    """Float16 safetensors `{"states": [n, L, d]}` with the key in the metadata, memory-mapped
+    on load (`states_file`)."""
     return CacheFormat(
         what="hidden-state cache",
-        load=_load_states,
+        load=map_states_file,
         save=_save_states,
         recorded_key=tensor_file_key,
         problem=lambda states: _states_problem(states, shape),
     )
 
 
+_FLOAT16_REMEDY = "check the model's weights or choose other extraction.layers"
+
+
 def _float16(states: torch.Tensor, path: Path) -> torch.Tensor:
     """The states as the cache stores them; refused where float16 can't hold them (such a file
     would be refused on every load)."""
     stored = states.to(torch.float16).contiguous()
-    if not torch.isfinite(stored).all():
+    if not all_finite(stored):
         peak = states.nan_to_num(nan=0.0).abs().max().item()
         raise ValueError(
             f"{path}: hidden states hold NaN or values beyond the float16 cache's range (largest"
-            f" magnitude {peak:.3g}); check the model's weights or choose other extraction.layers"
+            f" magnitude {peak:.3g}); {_FLOAT16_REMEDY}"
         )
     return stored
 
 
 class CachedStates(NamedTuple):
-    states: torch.Tensor  # [n, L, d] float32 (values as stored: float16 precision)
+    states: torch.Tensor  # [n, L, d] float16, memory-mapped from the cache file
     path: Path
     key: str
 
@@ -304,7 +330,8 @@ def cached_hidden_states(
 
     A second call with the same inputs loads the file without touching the model; a stale, truncated
     or corrupt file, or one holding NaN or inf, is recomputed and replaced (written atomically).
-    The values returned are the stored ones, so the first run and every rerun see the same numbers.
+    The states returned are the file's, memory-mapped (float16; readers upcast what they use,
+    `states_file`), so the first run and every rerun see the same numbers.
     """
     key = states_cache_key(model_fingerprint, texts, layers, max_length)
     path = Path(cache_dir) / f"states-{key[:24]}.safetensors"
@@ -312,7 +339,12 @@ def cached_hidden_states(
 
     def extract() -> torch.Tensor:
         options = dict(layers=layers, max_length=max_length, batch_size=batch_size)
-        states = extract_hidden_states(model, tokenizer, texts, **options, progress=progress)
+        try:
+            states = extract_hidden_states(
+                model, tokenizer, texts, **options, progress=progress, dtype=torch.float16
+            )
+        except Float16RangeError as error:
+            raise ValueError(f"{path}: {error}; {_FLOAT16_REMEDY}") from None
         return _float16(states, path)
 
     return CachedStates(cached(path, key, states_cache(shape), extract), path, key)
@@ -336,7 +368,8 @@ def policy_states(
 
 
 def read_cached_states(path: str | Path, key: str, shape: tuple[int, int, int]) -> torch.Tensor:
-    """States written by `cached_hidden_states`, for notebooks that must not reload the model."""
+    """States written by `cached_hidden_states` (float16, memory-mapped), for notebooks that must
+    not reload the model."""
     states = load_cached(path, key, states_cache(shape))
     if states is None:
         raise FileNotFoundError(
@@ -361,8 +394,8 @@ def states_index(cached: CachedStates, layers: Sequence[int], model) -> dict:
 def load_states(
     run_dir: str | Path, index_file: str = "states.json"
 ) -> tuple[torch.Tensor, list[int]]:
-    """States `[n, L, d]` and their layer numbers from notebook 01's directory (the transfer
-    set's: ``index_file="transfer_states.json"``)."""
+    """States `[n, L, d]` (float16, memory-mapped) and their layer numbers from notebook 01's
+    directory (the transfer set's: ``index_file="transfer_states.json"``)."""
     run_dir = Path(run_dir)
     index = read_json(run_dir / index_file, producer="01_representations")
     states = read_cached_states(run_dir / index["file"], index["key"], tuple(index["shape"]))

@@ -30,6 +30,7 @@ from torch import nn
 from repsafe_lib.artifacts import atomic_path, corrupt_artifact, write_json
 from repsafe_lib.losses import margin_bt_loss
 from repsafe_lib.probes import ProbeSet, ProbeSplit, evaluate_split, pair_rows
+from repsafe_lib.states_file import row_blocks
 
 GateKind = Literal["input", "static"]
 FORMAT = "repsafe-hybrid-reward/v1"
@@ -49,7 +50,12 @@ def _stacked(probes: Sequence, name: str) -> torch.Tensor:
 
 
 class HybridReward(nn.Module):
-    """`R_h`: states `[n, L, d]` (any float dtype) -> rewards `[n]` (float32)."""
+    """`R_h`: states `[n, L, d]` (any float dtype) -> rewards `[n]` (float32).
+
+    `reward(states, rows)` scores `states[rows]` without gathering them all at once: the rows are
+    read and upcast a block at a time (`states_file.row_blocks`), which is how memory-mapped
+    float16 states at the paper's size are scored.
+    """
 
     def __init__(self, config: HybridRewardConfig):
         super().__init__()
@@ -85,9 +91,15 @@ class HybridReward(nn.Module):
             raise ValueError("every layer is degenerate (constant states or a zero SVM)")
         return reward
 
-    def layer_scores(self, states: torch.Tensor) -> torch.Tensor:
-        """Each layer's margin `s_l(h)`: `[n, L]`."""
-        z = (states.float() - self.mean) / self.scale
+    def layer_scores(self, states: torch.Tensor, rows=None) -> torch.Tensor:
+        """Each layer's margin `s_l(h)` of `states[rows]` (every row when None): `[n, L]`."""
+        blocks = [self._block_scores(block) for block in row_blocks(states, rows)]
+        if not blocks:
+            return torch.zeros((0, len(self.config.layers)), device=self.mean.device)
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+
+    def _block_scores(self, states: torch.Tensor) -> torch.Tensor:
+        z = (states - self.mean) / self.scale
         return (z * self.weight).sum(dim=-1) + self.bias
 
     def gate_weights(self, scores: torch.Tensor) -> torch.Tensor:
@@ -97,11 +109,11 @@ class HybridReward(nn.Module):
             logits = logits + scores @ self.gate_weight.T
         return torch.softmax(logits.masked_fill(~self.active, float("-inf")), dim=-1)
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
+    def forward(self, states: torch.Tensor, rows=None) -> torch.Tensor:
         if states.dim() != 3 or states.shape[1:] != self.mean.shape:
             expected = f"[n, {self.mean.shape[0]}, {self.mean.shape[1]}]"
             raise ValueError(f"states must be {expected}, got {list(states.shape)}")
-        return self.mix(self.layer_scores(states))
+        return self.mix(self.layer_scores(states, rows))
 
     def mix(self, scores: torch.Tensor) -> torch.Tensor:
         """`R_h` from precomputed layer scores `[n, L]`."""
@@ -316,8 +328,8 @@ def fit_split_rewards(
     in_sample = HybridReward.from_probes(probe_set.probes, layers).eval()
     with torch.no_grad():
         in_sample_scores = (
-            in_sample.layer_scores(states[chosen]),
-            in_sample.layer_scores(states[rejected]),
+            in_sample.layer_scores(states, chosen),
+            in_sample.layer_scores(states, rejected),
         )
     out_of_fold_scores = train_pair_scores(probe_set, examples)
     default_scores = (
@@ -349,21 +361,22 @@ def strategy_accuracies(
 ) -> dict[str, float]:
     """Held-out pairwise accuracy of every strategy of Fig 6, keyed as `STRATEGY_NAMES`."""
     chosen, rejected = pair_rows(examples, split.test_rows)
-    h_c, h_r = states[chosen], states[rejected]
     uniform = fitted.untrained
-    accuracies = layer_strategy_accuracies(
-        uniform.layer_scores(h_c), uniform.layer_scores(h_r), uniform.active
+    chosen_scores = uniform.layer_scores(states, chosen)
+    rejected_scores = uniform.layer_scores(states, rejected)
+    accuracies = layer_strategy_accuracies(chosen_scores, rejected_scores, uniform.active)
+    accuracies["uniform"] = pairwise_accuracy(
+        uniform.mix(chosen_scores), uniform.mix(rejected_scores)
     )
-    accuracies["uniform"] = pairwise_accuracy(uniform(h_c), uniform(h_r))
     for name, reward in fitted.rewards.items():
-        accuracies[name] = pairwise_accuracy(reward(h_c), reward(h_r))
+        accuracies[name] = pairwise_accuracy(reward(states, chosen), reward(states, rejected))
     return {key: accuracies[key] for key in STRATEGY_NAMES}
 
 
 @torch.no_grad()
-def mean_gate_weights(reward: HybridReward, states: torch.Tensor) -> np.ndarray:
-    """Average gate weight of each layer over `states [n, L, d]`."""
-    return reward.gate_weights(reward.layer_scores(states)).mean(dim=0).numpy()
+def mean_gate_weights(reward: HybridReward, states: torch.Tensor, rows=None) -> np.ndarray:
+    """Average gate weight of each layer over `states [n, L, d]` (or its `rows`)."""
+    return reward.gate_weights(reward.layer_scores(states, rows)).mean(dim=0).numpy()
 
 
 @dataclass(frozen=True)
@@ -414,7 +427,7 @@ def fit_fold_rewards(
         reward = reward.rewards[reward_params.gate]
         chosen, rejected = pair_rows(examples, split.test_rows)
         with torch.no_grad():
-            accuracy = pairwise_accuracy(reward(states[chosen]), reward(states[rejected]))
+            accuracy = pairwise_accuracy(reward(states, chosen), reward(states, rejected))
         fit_pairs = len(pair_rows(examples, split.train_rows)[0])
         fitted.append(FoldReward(fold, reward, accuracy, fit_pairs, len(chosen)))
     return fitted

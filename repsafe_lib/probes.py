@@ -40,6 +40,7 @@ from repsafe_lib.artifacts import (
     write_json,
 )
 from repsafe_lib.loaders import split_by_prompt
+from repsafe_lib.states_file import layer_rows
 
 METRICS = ("precision_unsafe", "recall_unsafe", "accuracy", "auroc")
 # Sparse bag-of-words features need far weaker regularisation than dense standardised states.
@@ -320,7 +321,7 @@ def fit_layer_probes(
     layers = range(states.shape[1])
     return [
         fit_layer_probe(
-            states[:, i],
+            layer_rows(states, i),
             is_safe,
             groups,
             c_grid=c_grid,
@@ -425,14 +426,15 @@ def evaluate_split(
     progress: bool = False,
 ) -> SplitResult:
     """Fit every layer's probe on the split's training rows, score its test rows; same for the
-    two text-only controls."""
+    two text-only controls. `states [n, L, d]` may be float16 (memory-mapped): each layer's rows
+    are upcast to float32 when that layer is fit."""
     is_safe = np.array([e.is_safe for e in examples])
     groups = np.array([e.prompt for e in examples], dtype=object)
     texts = [e.response for e in examples]
     train, test = split.train_rows, split.test_rows
     fitted = [
         probe_with_margins(
-            states[train, i],
+            layer_rows(states, i, train),
             is_safe[train],
             groups[train],
             c_grid=c_grid,
@@ -452,7 +454,7 @@ def evaluate_split(
     ]
     probes = [probe for probe, _ in fitted]
     layer_metrics = [
-        classification_metrics(is_safe[test], probe.margin(states[test, i]))
+        classification_metrics(is_safe[test], probe.margin(layer_rows(states, i, test)))
         for i, probe in enumerate(probes)
     ]
     train_scores = np.stack([margins for _, margins in fitted], axis=1)

@@ -28,6 +28,7 @@ from repsafe_lib.probes import (
     tfidf_control_scores,
 )
 from repsafe_lib.records import LabeledResponse, read_records
+from repsafe_lib.states_file import layer_rows
 
 TRANSFER_METRICS = ("accuracy", "precision_unsafe", "recall_unsafe", "auroc")
 CONTROL_SCORERS = {"length": "length only (control)", "tfidf": "TF-IDF words (control)"}
@@ -131,7 +132,7 @@ def state_scores(
     The training side's out-of-fold scores are notebook 02's out-of-fold margins; R_h's mixes
     them with its gate (the gate itself was fit on those pairs' scores).
     """
-    held_out = states[probe_set.split.test_rows]
+    held_out = probe_set.split.test_rows
     out_of_fold = torch.as_tensor(probe_set.train_scores, dtype=torch.float32)
     with torch.no_grad():
         results = [
@@ -139,7 +140,7 @@ def state_scores(
                 REWARD_SCORER,
                 None,
                 reward.mix(out_of_fold).numpy(),
-                reward(held_out).numpy(),
+                reward(states, held_out).numpy(),
                 reward(transfer_states).numpy(),
             )
         ]
@@ -149,8 +150,8 @@ def state_scores(
                 f"layer {layer} probe",
                 int(layer),
                 probe_set.train_scores[:, i],
-                probe.margin(held_out[:, i].numpy()),
-                probe.margin(transfer_states[:, i].numpy()),
+                probe.margin(layer_rows(states, i, held_out)),
+                probe.margin(layer_rows(transfer_states, i)),
             )
         )
     return results

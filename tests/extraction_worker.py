@@ -65,15 +65,15 @@ def stop_after_batches(loaded: LoadedModel, count: int) -> None:
 
 
 def stop_half_way_through_writing() -> None:
-    real_save = hs.save_file
+    real_write = hs.write_states_file
 
-    def half_written(tensors, filename, metadata=None):
-        real_save(tensors, filename, metadata=metadata)
+    def half_written(filename, states, metadata):
+        real_write(filename, states, metadata)
         data = Path(filename).read_bytes()
         Path(filename).write_bytes(data[: len(data) // 2])
         wait_to_be_killed()
 
-    hs.save_file = half_written
+    hs.write_states_file = half_written
 
 
 def main(cache_dir: str, stage: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from memory_maps import mapped_file
 from safetensors.torch import save_file
 
 from repsafe_lib import hidden_states as hs
@@ -147,9 +148,13 @@ def test_second_call_hits_the_cache_without_the_model(tiny_model, texts, tmp_pat
     assert torch.equal(first.states, second.states) and second.path == first.path
 
 
-def test_cache_values_are_the_float16_of_the_extraction(tiny_model, texts, tmp_path):
-    cached = cache_call(tiny_model, texts, tmp_path).states
-    torch.testing.assert_close(cached, extract(tiny_model, texts).half().float())
+def test_cache_holds_the_float16_of_the_extraction_memory_mapped(tiny_model, texts, tmp_path):
+    first = cache_call(tiny_model, texts, tmp_path)
+    assert first.states.dtype == torch.float16
+    assert torch.equal(first.states, extract(tiny_model, texts).half())
+    again = cache_call(tiny_model, texts, tmp_path)
+    for states in (first.states, again.states):  # the first run's too, after the rename
+        assert mapped_file(states) == first.path.resolve()
 
 
 def test_cache_key_changes_with_every_input(tiny_model, texts):
@@ -165,12 +170,15 @@ def test_cache_key_changes_with_every_input(tiny_model, texts):
 )
 def test_corrupt_or_stale_cache_is_recomputed(tiny_model, texts, tmp_path, damage):
     good = cache_call(tiny_model, texts, tmp_path)
+    # The damage below rewrites the file in place, under the mapping; the suite only ever
+    # replaces a cache file by renaming a new one over it.
+    good = good._replace(states=good.states.clone())
     if damage == "truncate":
         good.path.write_bytes(good.path.read_bytes()[:100])
     elif damage == "garbage":
         good.path.write_bytes(b"\x00" * 64)
     elif damage in ("nan_payload", "inf_payload"):  # an intact header over a bad payload
-        states = good.states.half()
+        states = good.states.clone()
         states[1, 0, 2] = float("nan") if damage == "nan_payload" else float("inf")
         save_file({"states": states}, good.path, metadata={"key": good.key})
     elif damage == "wrong_key":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -236,3 +237,40 @@ def test_gate_trains_on_the_out_of_fold_scores_of_each_pair(probe_result):
     for rows, scores in ((chosen, chosen_scores), (rejected, rejected_scores)):
         expected = result.train_scores[[position[r] for r in rows.tolist()]]
         np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-6)
+
+
+def test_rows_of_float16_states_score_as_the_gathered_float32_rows(fitted_probes, monkeypatch):
+    """`reward(states, rows)` reads the rows a block at a time from (memory-mapped) float16
+    states; it equals scoring the gathered rows upcast, whatever the block size."""
+    _, states, split, fitted = fitted_probes
+    r_h = hybrid_reward.HybridReward.from_probes(fitted, LAYERS, gate="input")
+    with torch.no_grad():
+        r_h.gate_weight.copy_(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))
+    half = states.half()
+    rows = split.test_rows[::-1].copy()
+    with torch.no_grad():
+        expected = r_h(half[rows].float())
+        assert torch.equal(r_h(half, rows), expected)
+        small_blocks = functools.partial(hybrid_reward.row_blocks, max_elements=2 * 3 * 12)
+        monkeypatch.setattr(hybrid_reward, "row_blocks", small_blocks)
+        torch.testing.assert_close(r_h(half, rows), expected, rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            r_h.layer_scores(half, rows), r_h.layer_scores(half[rows].float()), rtol=0, atol=1e-6
+        )
+        gates = hybrid_reward.mean_gate_weights(r_h, half, rows)
+        np.testing.assert_allclose(
+            gates, hybrid_reward.mean_gate_weights(r_h, half[rows]), atol=1e-6
+        )
+    assert r_h.layer_scores(half, []).shape == (0, 3)
+
+
+def test_gradients_flow_through_blocks_as_through_one(fitted_probes, monkeypatch):
+    _, states, _, fitted = fitted_probes
+    grads = []
+    for max_elements in (1 << 24, 36):
+        blocks = functools.partial(hybrid_reward.row_blocks, max_elements=max_elements)
+        monkeypatch.setattr(hybrid_reward, "row_blocks", blocks)
+        r_h = hybrid_reward.HybridReward.from_probes(fitted, LAYERS, gate="input")
+        r_h(states).sum().backward()
+        grads.append(r_h.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])

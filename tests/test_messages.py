@@ -179,6 +179,35 @@ def test_states_beyond_float16_are_refused_before_caching(tiny_model, tmp_path, 
     assert not list(tmp_path.iterdir()), "nothing may be cached"
 
 
+def test_extraction_refuses_a_state_float16_cannot_hold_naming_its_text(tiny_model, tmp_path):
+    _, _, norm = hs.decoder_parts(tiny_model.model)
+    texts = ["a", "b", "c"]
+    saved = norm.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            norm.weight.fill_(1e6)  # the last layer's state is the final norm's output
+        with pytest.raises(ValueError) as raised:
+            hs.cached_hidden_states(
+                tiny_model.model,
+                tiny_model.tokenizer,
+                texts,
+                model_fingerprint="m",
+                cache_dir=tmp_path,
+                layers=[1, tiny_model.num_layers],
+                max_length=16,
+                batch_size=2,
+                progress=False,
+            )
+    finally:
+        with torch.no_grad():
+            norm.weight.copy_(saved)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path}/states-")
+    assert "hidden states of text " in message and "beyond float16's range" in message
+    assert "extraction.layers" in message
+    assert not list(tmp_path.iterdir()), "nothing may be cached"
+
+
 # ---------------------------------------------------------------------------------------------
 # A full disk.
 

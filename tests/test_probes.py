@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.svm import LinearSVC
 from synthetic_states import FIT, separable_states, synthetic_examples
 
@@ -215,3 +216,22 @@ def test_unknown_solver_is_refused():
         probes.probe_with_margins(
             np.zeros((4, 2)), np.array([1, 0, 1, 0], bool), np.arange(4), **FIT, solver="svm"
         )
+
+
+@pytest.mark.parametrize("solver", probes.SOLVERS)
+def test_float16_states_fit_as_their_float32_values(solver):
+    """Memory-mapped float16 states (as notebook 01 caches them) give exactly the probes, margins
+    and metrics of the same values held in float32: each layer is upcast as it is fit."""
+    examples = synthetic_examples(60, seed=3)
+    is_safe = np.array([e.is_safe for e in examples])
+    half = torch.tensor(separable_states(is_safe, layers=2, d=12, seed=3)).half()
+    split = probes.probe_splits(examples, num_splits=1, test_fraction=0.25, seed=0)[0]
+    fit = {**FIT, "solver": solver, "device": "cpu"}
+    from_half = probes.evaluate_split(half.numpy(), examples, split, **fit)
+    from_float = probes.evaluate_split(half.float().numpy(), examples, split, **fit)
+    for ours, theirs in zip(from_half.probes, from_float.probes, strict=True):
+        assert ours.mean.dtype == theirs.mean.dtype
+        for name in ("mean", "scale", "weight"):
+            np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
+    np.testing.assert_array_equal(from_half.train_scores, from_float.train_scores)
+    assert from_half.layer_metrics == from_float.layer_metrics

@@ -612,6 +612,13 @@ def test_cross_fitted_rewards_score_with_their_fold_and_refresh_the_others(tiny_
     with torch.no_grad():
         torch.testing.assert_close(scores[:2], rewards.rewards[0](states[:2]))
         torch.testing.assert_close(scores[2:], rewards.rewards[1](states[2:]))
+    # Rows of larger (memory-mapped, float16) states, as notebook 04 scores its pairs at start.
+    stored = torch.cat([torch.randn(3, 3, tiny_model.hidden_size), states]).half()
+    rows = [6, 3, 5, 4]
+    torch.testing.assert_close(
+        rewards.score(stored, torch.tensor([1, 0, 1, 0]), rows),
+        rewards.score(stored[rows].float(), torch.tensor([1, 0, 1, 0])),
+    )
     before = [r.weight.clone() for r in rewards.rewards]
     rewards.refresh(states[:2], states[2:] * 0, torch.tensor([0, 0]), steps=1)  # fold-0 pairs
     assert torch.equal(rewards.rewards[0].weight, before[0])  # never trains on its own fold

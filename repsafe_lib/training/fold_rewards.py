@@ -62,13 +62,19 @@ class FoldRewards:
         return folds != fold if self.cross_fitted else torch.ones_like(folds, dtype=torch.bool)
 
     @torch.no_grad()
-    def score(self, states: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
-        """R_h of each row `[n]`, from its fold's reward when cross-fitted."""
-        out = torch.empty(len(states), device=states.device)
+    def score(self, states: torch.Tensor, folds: torch.Tensor, rows=None) -> torch.Tensor:
+        """R_h `[n]` of each row of `states` (or of `states[rows]`, read a block at a time), from
+        its fold's reward when cross-fitted; `folds [n]` are the scored rows' folds."""
+        index = None if rows is None else torch.as_tensor(rows)
+        out = torch.empty(len(folds), device=states.device)
         for f, reward in enumerate(self.rewards):
-            rows = self.scored_rows(f, folds)
-            if rows.any():
-                out[rows] = reward(states[rows])
+            scored = self.scored_rows(f, folds)
+            if not scored.any():
+                continue
+            if index is None:
+                out[scored] = reward(states[scored])
+            else:
+                out[scored] = reward(states, index[scored.cpu()])
         return out
 
     def refresh(

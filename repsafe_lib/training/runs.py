@@ -68,13 +68,15 @@ def gamma_at_start(
     (notebook 01's `states [n, L, d]`, one row per entry of `examples`)."""
     row_of = {e.example_id: i for i, e in enumerate(examples)}
     folds = torch.tensor([p.fold for p in setup.pairs])
-    chosen = states[[row_of[f"{p.pair_id}:chosen"] for p in setup.pairs]]
-    rejected = states[[row_of[f"{p.pair_id}:rejected"] for p in setup.pairs]]
+    chosen = [row_of[f"{p.pair_id}:chosen"] for p in setup.pairs]
+    rejected = [row_of[f"{p.pair_id}:rejected"] for p in setup.pairs]
     gamma = {}
     for name in (n for n in runs if objective_of(n).uses_gamma):
         rewards = fold_rewards_for_run(setup, name)
         gamma[name] = preference_confidence(
-            rewards.score(chosen, folds), rewards.score(rejected, folds), rewards.alpha
+            rewards.score(states, folds, chosen),
+            rewards.score(states, folds, rejected),
+            rewards.alpha,
         )
     return gamma
 
