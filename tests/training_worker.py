@@ -38,8 +38,11 @@ PAIRS = [
 ]
 
 
-def worker_run(out_dir: str | Path, reference_hook=None) -> training.RunResult:
-    """The run under test (also used by `test_reliability` to build the uninterrupted result)."""
+def worker_run(
+    out_dir: str | Path, reference_hook=None, stop_after: int | None = None
+) -> training.RunResult:
+    """The run under test (also used by `test_reliability` to build the uninterrupted result, and
+    by `fsdp_worker` sharded over two processes)."""
     params = load_params("params/tiny.yaml")
     settings = dataclasses.replace(
         params.training, batch_size=2, max_steps=6, checkpoint_every=2, learning_rate=1e-3
@@ -70,6 +73,7 @@ def worker_run(out_dir: str | Path, reference_hook=None) -> training.RunResult:
         reference=reference_hook(reference) if reference_hook else reference,
         fold_rewards=fold_rewards,
         progress=False,
+        _stop_after=stop_after,
     )
 
 

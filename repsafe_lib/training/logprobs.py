@@ -57,7 +57,9 @@ class FlushNegligibleGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, values: torch.Tensor) -> torch.Tensor:
-        return values.view_as(values)
+        return (
+            values.clone()
+        )  # not a view: FSDP2 warns of views (in-place ops on one lose its hooks)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
