@@ -1,5 +1,6 @@
 """Notebook 04's runs from the command line (`python -m repsafe_lib.training`), e.g. on several
-GPUs with `accelerate launch --multi_gpu -m repsafe_lib.training --params params/paper.yaml`."""
+GPUs with `accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 4 -m
+repsafe_lib.training --params params/paper.yaml` (`fsdp.yaml`: sharded)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from repsafe_lib.training.runs import prepare_training, run_training, training_i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Notebook 04's runs from the command line, e.g. on several GPUs:
-    `accelerate launch --multi_gpu -m repsafe_lib.training --params params/paper.yaml`.
+    """Notebook 04's runs from the command line, e.g. on several GPUs: `accelerate launch
+    --config_file configs/accelerate/fsdp.yaml --num_processes 4 -m repsafe_lib.training
+    --params params/paper.yaml` (configs/accelerate/: one-gpu, ddp, fsdp).
     """
     import argparse
 
