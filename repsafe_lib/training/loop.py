@@ -128,7 +128,7 @@ def new_accelerator(training, device: torch.device):
             f" steps ({world} x {accumulation})"
         )
     if is_sharded(accelerator):
-        check_sharding(accelerator.state.fsdp_plugin, training)
+        configure_sharding(accelerator.state.fsdp_plugin, training)
     return accelerator
 
 
@@ -137,6 +137,29 @@ def is_sharded(accelerator) -> bool:
     from accelerate.utils import DistributedType
 
     return accelerator.distributed_type == DistributedType.FSDP
+
+
+def configure_sharding(plugin, training) -> None:
+    """Refuse what the loop does not support under FSDP (`check_sharding`); then keep FSDP in
+    float32 throughout (weights gathered, gradients reduced, outputs returned): the profile's
+    mixed precision is autocast around the forward (`autocast_forward`), as in one process or DDP.
+    accelerate's own FSDP policy for bf16 would gather bf16 weights (no float32 norms or
+    softmax), reduce gradients in bf16 and cast the forward's outputs, the log-probs DPO subtracts,
+    to bf16."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    check_sharding(plugin, training)
+    plugin.mixed_precision_policy = MixedPrecisionPolicy()  # no casts
+
+
+def autocast_forward(accelerator, scorer: torch.nn.Module) -> None:
+    """What `accelerator.prepare` does for one process or DDP and not for FSDP2: the forward under
+    the profile's autocast, its outputs back in float32."""
+    from accelerate.utils import convert_outputs_to_fp32, get_mixed_precision_context_manager
+
+    if accelerator.native_amp:
+        autocast = get_mixed_precision_context_manager(True, accelerator.autocast_handler)
+        scorer.forward = convert_outputs_to_fp32(autocast(scorer.forward))
 
 
 def check_sharding(plugin, training) -> None:
@@ -214,6 +237,8 @@ def start_loop(
     scorer, optimiser = accelerator.prepare(scorer, optimiser)
     # After `prepare`: FSDP replaces the parameters by sharded ones (and the optimiser's with them).
     trainable = [p for p in scorer.parameters() if p.requires_grad]
+    if is_sharded(accelerator):
+        autocast_forward(accelerator, scorer)
     for reward in fold_rewards.rewards if fold_rewards is not None else ():
         reward.to(accelerator.device)
     inputs = StepInputs(
