@@ -18,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import argparse
 
+    from accelerate import PartialState
+
     from repsafe_lib.artifacts import Run
     from repsafe_lib.params import TrainingRun, default_params_file, load_params
 
@@ -33,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
     args = parser.parse_args(argv)
+    # Before any model loads: under `accelerate launch` this points each process's "cuda" at its
+    # own GPU (else every process would load the reference and the policy onto GPU 0).
+    PartialState()
     params = load_params(args.params)
     seed_everything(params.seed)
     run = Run(params, "04_training")

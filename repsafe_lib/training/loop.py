@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -129,6 +130,12 @@ def new_accelerator(training, device: torch.device):
         )
     if is_sharded(accelerator):
         configure_sharding(accelerator.state.fsdp_plugin, training)
+    elif os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        log.warning(
+            "FSDP was asked for, but accelerate runs %s (it shards on accelerator devices only):"
+            " every process holds the whole policy",
+            accelerator.distributed_type,
+        )
     return accelerator
 
 
