@@ -2,9 +2,9 @@
 one of the project's config files: `configs/accelerate/ddp.yaml` (each process the whole policy)
 or `fsdp.yaml` (the policy sharded with FSDP2), e.g. `--num_processes 2`.
 
-`accelerate launch ... tests/multiprocess_worker.py OUT_DIR STOP_AFTER [MIXED_PRECISION]` trains
-(resuming where OUT_DIR has a checkpoint; `training.mixed_precision` as given, default `no`) and
-stops after STOP_AFTER steps as if killed (`all`: runs to the end);
+`accelerate launch ... tests/multiprocess_worker.py OUT_DIR STOP_AFTER [KEY=VALUE ...]` trains
+(resuming where OUT_DIR has a checkpoint; KEY=VALUE: training settings to change, e.g.
+`mixed_precision=bf16`) and stops after STOP_AFTER steps as if killed (`all`: runs to the end);
 the main process prints `RESULT <json>`: the step it resumed from, the metrics rows without
 timings, the saved policy's directory (null when stopped), the process count and whether the
 policy was sharded.
@@ -24,6 +24,7 @@ import os
 import sys
 
 import torch
+import yaml
 from accelerate import FullyShardedDataParallelPlugin
 from accelerate.state import PartialState
 from accelerate.utils import DistributedType
@@ -51,13 +52,15 @@ def fsdp_on_cpu(new_accelerator):
     return sharded
 
 
-def main(out_dir: str, stop_after: str, mixed_precision: str = "no") -> None:
+def main(out_dir: str, stop_after: str, *settings: str) -> None:
     torch.set_num_threads(1)
     loop.new_accelerator = fsdp_on_cpu(loop.new_accelerator)
+    changes = {}
+    for setting in settings:  # KEY=VALUE, the value read as YAML
+        key, value = setting.split("=", 1)
+        changes[key] = yaml.safe_load(value)
     result = worker_run(
-        out_dir,
-        stop_after=None if stop_after == "all" else int(stop_after),
-        mixed_precision=mixed_precision,
+        out_dir, stop_after=None if stop_after == "all" else int(stop_after), **changes
     )
     if PartialState().is_main_process:
         rows = [
@@ -75,6 +78,6 @@ def main(out_dir: str, stop_after: str, mixed_precision: str = "no") -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4):
-        raise SystemExit(f"usage: {sys.argv[0]} OUT_DIR {{STOP_AFTER,all}} [MIXED_PRECISION]")
+    if len(sys.argv) < 3:
+        raise SystemExit(f"usage: {sys.argv[0]} OUT_DIR {{STOP_AFTER,all}} [KEY=VALUE ...]")
     main(*sys.argv[1:])

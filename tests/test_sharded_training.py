@@ -79,11 +79,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_worker(
-    layout: str, out_dir: Path, stop_after: int | None = None, mixed_precision: str = "no"
-) -> dict:
+def launch_worker(layout: str, out_dir: Path, stop_after: int | None = None, **settings) -> dict:
     """`multiprocess_worker` on 2 CPU processes, launched as a user would, with the layout's
-    config file."""
+    config file; `settings`: training settings to change."""
     command = [
         sys.executable,
         "-m",
@@ -97,7 +95,7 @@ def launch_worker(
         str(TESTS / "multiprocess_worker.py"),
         str(out_dir),
         "all" if stop_after is None else str(stop_after),
-        mixed_precision,
+        *(f"{key}={json.dumps(value)}" for key, value in settings.items()),
     ]
     path = os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")])
     done = subprocess.run(
@@ -212,12 +210,14 @@ def test_fsdp_saved_policy_is_a_full_model_equal_to_the_gathered_shards(uninterr
 
 
 @pytest.mark.slow
-def test_fsdp_under_bf16_autocasts_as_one_process_does(tmp_path):
-    """float32 through FSDP, bf16 autocast around the forward: step 0 (policy = reference) is the
-    one-process bf16 step. accelerate's own bf16 FSDP policy (bf16 weights, outputs cast to bf16)
-    is 0.06 off in the step-0 loss here, 0.34 by step 5."""
-    sharded = launch_worker("fsdp", tmp_path / "fsdp", mixed_precision="bf16")
-    single = worker_run(tmp_path / "one", mixed_precision="bf16")
+def test_fsdp_with_the_paper_precision_settings_trains_as_one_process_does(tmp_path):
+    """bf16 autocast and gradient checkpointing, as `paper.yaml` trains. float32 through FSDP,
+    bf16 autocast around the forward: step 0 (policy = reference) is the one-process bf16 step.
+    accelerate's own bf16 FSDP policy (bf16 weights, outputs cast to bf16) is 0.06 off in the
+    step-0 loss here, 0.34 by step 5."""
+    paper = {"mixed_precision": "bf16", "gradient_checkpointing": True}
+    sharded = launch_worker("fsdp", tmp_path / "fsdp", **paper)
+    single = worker_run(tmp_path / "one", **paper)
     assert_rows_close(sharded["metrics"][:1], single.metrics[:1], 1e-3)
     losses = [row["loss"] for row in single.metrics]  # later steps drift apart by bf16 rounding
     assert [row["loss"] for row in sharded["metrics"]] == pytest.approx(losses, abs=0.05)
