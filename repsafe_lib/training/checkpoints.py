@@ -4,9 +4,11 @@ with its optimiser, the RNG states and the step.
 Two layouts. Whole weights (one process, or DDP, where every process holds the whole policy):
 safetensors + JSON only (no pickles), written by the main process. Sharded (FSDP): every process
 writes its shards of the policy and its optimiser with `accelerate`'s own `save_state` into
-`accelerate/` (torch.distributed.checkpoint `.distcp` files with a `.metadata` file, and one
-`random_states_<rank>.pkl` per process: accelerate's formats, read back with
-`torch.load(weights_only=True)`); the R_h's, which every process holds whole, stay in safetensors.
+`accelerate/`: torch.distributed.checkpoint `.distcp` shards and a `.metadata` file, and one
+`random_states_<rank>.pkl` per process. Those are accelerate's and torch's pickle-based formats:
+shards and RNG states are read back with `torch.load(weights_only=True)`, the `.metadata` with plain
+`pickle.load` (torch.distributed.checkpoint's reader). The R_h's, which every process holds whole,
+stay in safetensors.
 
 Each is written to a temporary directory and renamed into place, so a checkpoint is complete or
 absent; only the newest is kept. A run resumes from one only when its `run_key` (the run, its
