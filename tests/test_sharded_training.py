@@ -190,7 +190,7 @@ def test_fsdp_saved_policy_is_a_full_model_equal_to_the_gathered_shards(uninterr
 
     whole = uninterrupted("fsdp")
     policy_dir = Path(whole["policy_dir"])
-    saved = AutoModelForCausalLM.from_pretrained(policy_dir)
+    saved = AutoModelForCausalLM.from_pretrained(policy_dir, trust_remote_code=False)
     params = load_params("params/tiny.yaml")
     base = load_model(params.model, seed=params.seed).model
     shapes = {n: p.shape for n, p in saved.named_parameters()}
