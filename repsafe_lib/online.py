@@ -151,6 +151,11 @@ def online_round(
         reference=reference,
         checkpoints=False,
     )
+    if loop.sharded:
+        raise ValueError(
+            "online DPO samples from the policy between rounds, which a policy sharded with FSDP"
+            " cannot do: run it in one process (or with DDP)"
+        )
     metrics = restart_log(loop)
     run_steps(loop, range(training.max_steps), metrics, progress=progress)
     finish_run(loop, metrics, policy_dir=None)

@@ -38,12 +38,16 @@ PAIRS = [
 ]
 
 
-def worker_run(out_dir: str | Path, reference_hook=None) -> training.RunResult:
-    """The run under test (also used by `test_reliability` to build the uninterrupted result)."""
+def worker_run(
+    out_dir: str | Path, reference_hook=None, stop_after: int | None = None, **changes
+) -> training.RunResult:
+    """The run under test (also used by `test_reliability` to build the uninterrupted result, and
+    by `multiprocess_worker` over several processes); `changes`: to its training settings."""
     params = load_params("params/tiny.yaml")
     settings = dataclasses.replace(
         params.training, batch_size=2, max_steps=6, checkpoint_every=2, learning_rate=1e-3
     )
+    settings = dataclasses.replace(settings, **changes)
     model = load_model(params.model, seed=params.seed)
     reference_model = load_model(params.model, seed=params.seed).model
     pairs = training.encode_pairs(model.tokenizer, PAIRS, max_length=128, seed=0, folds=2)
@@ -70,6 +74,7 @@ def worker_run(out_dir: str | Path, reference_hook=None) -> training.RunResult:
         reference=reference_hook(reference) if reference_hook else reference,
         fold_rewards=fold_rewards,
         progress=False,
+        _stop_after=stop_after,
     )
 
 

@@ -1,10 +1,19 @@
-"""Checkpoints of a training run, safetensors + JSON only (no pickles): the trainable weights, the
-optimiser state, every R_h with its optimiser, the RNG states and the step.
+"""Checkpoints of a training run: the policy's trainable weights and optimiser state, every R_h
+with its optimiser, the RNG states and the step.
+
+Two layouts. Whole weights (one process, or DDP, where every process holds the whole policy):
+safetensors + JSON only (no pickles), written by the main process. Sharded (FSDP): every process
+writes its shards of the policy and its optimiser with `accelerate`'s own `save_state` into
+`accelerate/`: torch.distributed.checkpoint `.distcp` shards and a `.metadata` file, and one
+`random_states_<rank>.pkl` per process. Those are accelerate's and torch's pickle-based formats:
+shards and RNG states are read back with `torch.load(weights_only=True)`, the `.metadata` with plain
+`pickle.load` (torch.distributed.checkpoint's reader). The R_h's, which every process holds whole,
+stay in safetensors.
 
 Each is written to a temporary directory and renamed into place, so a checkpoint is complete or
 absent; only the newest is kept. A run resumes from one only when its `run_key` (the run, its
-settings and seed, the pairs, the policy's architecture, the rewards it starts from) matches, and
-then ends where an uninterrupted run would.
+settings and seed, the pairs, the policy's architecture, the rewards it starts from, the layout)
+matches, and then ends where an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -87,6 +96,9 @@ def _set_rng_state(tensors: dict, meta: dict) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
 
 
+ACCELERATE_STATE = "accelerate"  # a sharded checkpoint's `accelerator.save_state` directory
+
+
 def save_checkpoint(
     directory: Path,
     *,
@@ -101,22 +113,44 @@ def save_checkpoint(
     target = directory / f"step-{step:06d}"
     with atomic_directory(target) as staging:
         _write_checkpoint(staging, step, model, optimiser, fold_rewards, run_key)
-    for old in sorted(directory.glob("step-*"))[:-1]:
-        shutil.rmtree(old, ignore_errors=True)
+    _drop_older(directory)
     return target
 
 
-def _write_checkpoint(staging: Path, step: int, model, optimiser, fold_rewards, run_key) -> None:
-    save_file(trainable_state(model), staging / "trainable.safetensors")
-    tensors, meta = _optimizer_tensors(optimiser, "policy")
-    rng_tensors, rng_meta = _rng_state()
-    state = {
-        "step": step,
-        "run_key": run_key,
-        "optimiser": meta,
-        "rng": rng_meta,
-        "reward_optimisers": [],
-    }
+def save_sharded_checkpoint(
+    directory: Path, *, step: int, accelerator, fold_rewards: FoldRewards | None, run_key: str
+) -> Path:
+    """Like `save_checkpoint`, with the policy and its optimiser sharded (FSDP): every process
+    calls it; each writes its shards with `accelerator.save_state`, then the main process adds
+    the R_h's and `state.json` and renames the staging directory into place."""
+    target = directory / f"step-{step:06d}"
+    staging = target.with_name(f".{target.name}.partial")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging / ACCELERATE_STATE), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tensors, state = _reward_state(staging, fold_rewards)
+        state.update(step=step, run_key=run_key, sharded=True)
+        save_file(tensors, staging / "optimiser.safetensors")
+        write_json(staging / "state.json", state)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        _drop_older(directory)
+    accelerator.wait_for_everyone()
+    return target
+
+
+def _drop_older(directory: Path) -> None:
+    for old in sorted(directory.glob("step-*"))[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _reward_state(staging: Path, fold_rewards: FoldRewards | None) -> tuple[dict, dict]:
+    """Write every R_h into `staging`; returns their optimisers' tensors and the JSON rest."""
+    tensors, metas = {}, []
     if fold_rewards is not None:
         for f, (reward, opt) in enumerate(
             zip(fold_rewards.rewards, fold_rewards.optimisers, strict=True)
@@ -124,7 +158,17 @@ def _write_checkpoint(staging: Path, step: int, model, optimiser, fold_rewards, 
             save_hybrid_reward(reward, staging / f"reward-{f}")
             reward_tensors, reward_meta = _optimizer_tensors(opt, f"reward{f}")
             tensors.update(reward_tensors)
-            state["reward_optimisers"].append(reward_meta)
+            metas.append(reward_meta)
+    return tensors, {"reward_optimisers": metas}
+
+
+def _write_checkpoint(staging: Path, step: int, model, optimiser, fold_rewards, run_key) -> None:
+    save_file(trainable_state(model), staging / "trainable.safetensors")
+    tensors, meta = _optimizer_tensors(optimiser, "policy")
+    rng_tensors, rng_meta = _rng_state()
+    reward_tensors, state = _reward_state(staging, fold_rewards)
+    tensors.update(reward_tensors)
+    state.update(step=step, run_key=run_key, optimiser=meta, rng=rng_meta)
     save_file(tensors, staging / "optimiser.safetensors")
     save_file({f"rng.{k}": v for k, v in rng_tensors.items()}, staging / "rng.safetensors")
     write_json(staging / "state.json", state)
@@ -178,17 +222,39 @@ def resumable_checkpoint(directory: Path, key: str) -> Path | None:
 
 
 def load_checkpoint(
-    path: Path, *, model: nn.Module, optimiser, fold_rewards: FoldRewards | None
+    path: Path,
+    *,
+    model: nn.Module,
+    optimiser,
+    fold_rewards: FoldRewards | None,
+    accelerator=None,
 ) -> int:
-    """Restore what `save_checkpoint` wrote; returns the step to continue from."""
+    """Restore what `save_checkpoint` or (every process calling it, with the `accelerator` that
+    prepared the policy) `save_sharded_checkpoint` wrote; returns the step to continue from."""
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    tensors = load_file(path / "optimiser.safetensors")
+    _load_rewards(path, state, tensors, fold_rewards)  # first: building an R_h draws random numbers
+    if state.get("sharded"):
+        if accelerator is None:
+            raise ValueError(f"{path}: a sharded checkpoint needs the accelerator to restore it")
+        accelerator.load_state(str(path / ACCELERATE_STATE))  # policy, optimiser, RNG
+    else:
+        _load_whole_policy(path, state, tensors, model, optimiser)
+    return int(state["step"])
+
+
+def _load_whole_policy(path: Path, state: dict, tensors: dict, model, optimiser) -> None:
     weights = load_file(path / "trainable.safetensors")
     expected = trainable_state(model)
     if set(weights) != set(expected):
         raise ValueError(f"{path}: checkpoint weights do not match the model being trained")
     model.load_state_dict(weights, strict=False)
-    tensors = load_file(path / "optimiser.safetensors")
     _load_optimizer(optimiser, tensors, state["optimiser"], "policy")
+    rng = {k.removeprefix("rng."): v for k, v in load_file(path / "rng.safetensors").items()}
+    _set_rng_state(rng, state["rng"])
+
+
+def _load_rewards(path: Path, state: dict, tensors: dict, fold_rewards) -> None:
     if fold_rewards is not None:
         for f in range(len(fold_rewards.rewards)):
             loaded = load_hybrid_reward(path / f"reward-{f}")
@@ -196,6 +262,3 @@ def load_checkpoint(
             _load_optimizer(
                 fold_rewards.optimisers[f], tensors, state["reward_optimisers"][f], f"reward{f}"
             )
-    rng = {k.removeprefix("rng."): v for k, v in load_file(path / "rng.safetensors").items()}
-    _set_rng_state(rng, state["rng"])
-    return int(state["step"])

@@ -1,5 +1,6 @@
 """Notebook 04's runs from the command line (`python -m repsafe_lib.training`), e.g. on several
-GPUs with `accelerate launch --multi_gpu -m repsafe_lib.training --params params/paper.yaml`."""
+GPUs with `accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 4 -m
+repsafe_lib.training --params params/paper.yaml` (`fsdp.yaml`: sharded)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from repsafe_lib.training.runs import prepare_training, run_training, training_i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Notebook 04's runs from the command line, e.g. on several GPUs:
-    `accelerate launch --multi_gpu -m repsafe_lib.training --params params/paper.yaml`.
+    """Notebook 04's runs from the command line, e.g. on several GPUs: `accelerate launch
+    --config_file configs/accelerate/fsdp.yaml --num_processes 4 -m repsafe_lib.training
+    --params params/paper.yaml` (configs/accelerate/: one-gpu, ddp, fsdp).
     """
     import argparse
+
+    from accelerate import PartialState
 
     from repsafe_lib.artifacts import Run
     from repsafe_lib.params import TrainingRun, default_params_file, load_params
@@ -31,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
     args = parser.parse_args(argv)
+    # Before any model loads: under `accelerate launch` this points each process's "cuda" at its
+    # own GPU (else every process would load the reference and the policy onto GPU 0).
+    PartialState()
     params = load_params(args.params)
     seed_everything(params.seed)
     run = Run(params, "04_training")

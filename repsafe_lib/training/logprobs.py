@@ -57,7 +57,8 @@ class FlushNegligibleGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, values: torch.Tensor) -> torch.Tensor:
-        return values.view_as(values)
+        # A copy, not a view: an in-place op on a view that FSDP2 returns would drop its hooks.
+        return values.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,9 @@ every micro-batch and process into its metrics row, and R_h, where the objective
 takes `training.refresh_steps` margin-BT steps on the step's detached states.
 
 The loop is built on `accelerate`: in a notebook it runs in one process (CPU or one GPU); the same
-code runs on many GPUs (DDP) with `accelerate launch --multi_gpu -m repsafe_lib.training`.
+code runs on many GPUs with `accelerate launch --config_file configs/accelerate/<layout>.yaml -m
+repsafe_lib.training`, each process holding the whole policy (DDP) or a shard of it (FSDP2: the
+checkpoints are then `accelerate`'s sharded state, the saved policy is gathered whole).
 `train_run` is a whole run with checkpoints, resume and the saved policy; its pieces
 (`start_loop`, `run_steps`, `finish_run`) also serve short in-memory runs such as an online-DPO
 round, and the step benchmark.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +42,7 @@ from repsafe_lib.training.checkpoints import (
     resumable_checkpoint,
     run_key,
     save_checkpoint,
+    save_sharded_checkpoint,
 )
 from repsafe_lib.training.fold_rewards import FoldRewards
 from repsafe_lib.training.logprobs import ResponseScorer
@@ -92,6 +96,10 @@ class Loop:
     def fold_rewards(self) -> FoldRewards | None:
         return self.inputs.fold_rewards
 
+    @property
+    def sharded(self) -> bool:
+        return is_sharded(self.accelerator)
+
 
 def learning_rate_at(step: int, base: float, warmup_steps: int) -> float:
     """Linear warm-up over `warmup_steps`, then constant: `base * min(1, (step + 1) / W)`.
@@ -120,7 +128,67 @@ def new_accelerator(training, device: torch.device):
             f"training.batch_size {training.batch_size} must divide by processes x accumulation"
             f" steps ({world} x {accumulation})"
         )
+    if is_sharded(accelerator):
+        configure_sharding(accelerator.state.fsdp_plugin, training)
+    elif os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        log.warning(
+            "FSDP was asked for, but accelerate runs %s (it shards on accelerator devices only):"
+            " every process holds the whole policy",
+            accelerator.distributed_type,
+        )
     return accelerator
+
+
+def is_sharded(accelerator) -> bool:
+    """Whether `accelerator` shards the policy over its processes (FSDP)."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def configure_sharding(plugin, training) -> None:
+    """Refuse what the loop does not support under FSDP (`check_sharding`); then keep FSDP in
+    float32 throughout (weights gathered, gradients reduced, outputs returned): the profile's
+    mixed precision is autocast around the forward (`autocast_forward`), as in one process or DDP.
+    accelerate's own FSDP policy for bf16 would gather bf16 weights (no float32 norms or
+    softmax), reduce gradients in bf16 and cast the forward's outputs, the log-probs DPO subtracts,
+    to bf16."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    check_sharding(plugin, training)
+    plugin.mixed_precision_policy = MixedPrecisionPolicy()  # no casts
+
+
+def autocast_forward(accelerator, scorer: torch.nn.Module) -> None:
+    """What `accelerator.prepare` does for one process or DDP and not for FSDP2: the forward under
+    the profile's autocast, its outputs back in float32."""
+    from accelerate.utils import convert_outputs_to_fp32, get_mixed_precision_context_manager
+
+    if accelerator.native_amp:
+        autocast = get_mixed_precision_context_manager(True, accelerator.autocast_handler)
+        scorer.forward = convert_outputs_to_fp32(autocast(scorer.forward))
+
+
+def check_sharding(plugin, training) -> None:
+    """What the loop supports under FSDP: FSDP2, full fine-tuning, and activation checkpointing
+    set in one place only (the profile's `training.gradient_checkpointing`)."""
+    if plugin.fsdp_version != 2:
+        raise ValueError(
+            f"FSDP version {plugin.fsdp_version} is not supported: set fsdp_version: 2 in the"
+            " accelerate config (configs/accelerate/fsdp.yaml)"
+        )
+    if training.lora is not None:
+        raise ValueError(
+            "LoRA under FSDP is not supported (the saved policy merges the adapters, which needs"
+            " whole weights): train LoRA with DDP (configs/accelerate/ddp.yaml); every process"
+            " holds the base, the adapters are small"
+        )
+    if plugin.activation_checkpointing and training.gradient_checkpointing:
+        raise ValueError(
+            "activation checkpointing is set twice: in the accelerate config"
+            " (fsdp_activation_checkpointing) and in training.gradient_checkpointing; keep the"
+            " profile's and set fsdp_activation_checkpointing: false"
+        )
 
 
 def check_run_inputs(
@@ -158,20 +226,32 @@ def start_loop(
     seed_everything(seed)
     accelerator = new_accelerator(training, next(model.parameters()).device)
     model = prepare_policy(model, training)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    key = run_key(
+        f"{name}:{objective.name}" + (":fsdp" if is_sharded(accelerator) else ""),
+        training,
+        seed,
+        pairs,
+        model,
+        fold_rewards,
+    )
     optimiser = torch.optim.AdamW(
-        trainable, lr=training.learning_rate, weight_decay=training.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=training.learning_rate,
+        weight_decay=training.weight_decay,
     )
     reads_states = objective.reads_states and fold_rewards is not None
     scorer = ResponseScorer(model, fold_rewards.layers if reads_states else ())
     scorer, optimiser = accelerator.prepare(scorer, optimiser)
+    # After `prepare`: FSDP replaces the parameters by sharded ones (and the optimiser's with them).
+    trainable = [p for p in scorer.parameters() if p.requires_grad]
+    if is_sharded(accelerator):
+        autocast_forward(accelerator, scorer)
     for reward in fold_rewards.rewards if fold_rewards is not None else ():
         reward.to(accelerator.device)
     inputs = StepInputs(
         scorer, tokenizer.pad_token_id, accelerator.device, training.beta, reference, fold_rewards
     )
     schedule = batch_schedule(len(pairs), training.batch_size, training.max_steps, seed)
-    key = run_key(f"{name}:{objective.name}", training, seed, pairs, model, fold_rewards)
     directory = out_dir / "checkpoints" if checkpoints else None
     return Loop(
         name,
@@ -195,11 +275,18 @@ def resume_from_checkpoint(loop: Loop, resume: bool) -> tuple[int, Path | None]:
     """With `resume`, restore the newest checkpoint of this run's settings and pairs, if any;
     returns the step to continue from and the checkpoint. Any other checkpoint is deleted."""
     found = resumable_checkpoint(loop.checkpoints, loop.run_key) if resume else None
+    loop.accelerator.wait_for_everyone()  # every process has looked before any deletes
     if found is None:
-        shutil.rmtree(loop.checkpoints, ignore_errors=True)
+        if loop.accelerator.is_main_process:
+            shutil.rmtree(loop.checkpoints, ignore_errors=True)
+        loop.accelerator.wait_for_everyone()
         return 0, None
     start = load_checkpoint(
-        found, model=loop.model, optimiser=loop.optimiser, fold_rewards=loop.fold_rewards
+        found,
+        model=loop.model,
+        optimiser=loop.optimiser,
+        fold_rewards=loop.fold_rewards,
+        accelerator=loop.accelerator,
     )
     log.info("%s: resumed from %s", loop.name, found)
     return start, found
@@ -236,11 +323,16 @@ def training_step(loop: Loop, step: int) -> dict:
     row.update(
         step=step,
         learning_rate=lr,
-        grad_norm=None if grad_norm is None else float(grad_norm),
+        grad_norm=None if grad_norm is None else float(full_value(grad_norm)),
         seconds=round(elapsed, 4),
         tokens_per_s=round(total_tokens / elapsed, 1),
     )
     return row
+
+
+def full_value(tensor: torch.Tensor) -> torch.Tensor:
+    """A distributed tensor's whole value (FSDP2's gradient norm is a replicated DTensor)."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
 def accumulate_gradients(loop: Loop, local: list[EncodedPair], step: int) -> tuple[list, int]:
@@ -289,6 +381,28 @@ def checkpoint_due(loop: Loop, step: int) -> bool:
     return (step + 1) % every == 0 or step + 1 == steps
 
 
+def write_checkpoint(loop: Loop, step: int) -> None:
+    """The checkpoint after `step` steps: sharded, every process writing its part (FSDP), or
+    whole, written by the main process."""
+    if loop.sharded:
+        save_sharded_checkpoint(
+            loop.checkpoints,
+            step=step,
+            accelerator=loop.accelerator,
+            fold_rewards=loop.fold_rewards,
+            run_key=loop.run_key,
+        )
+    elif loop.accelerator.is_main_process:
+        save_checkpoint(
+            loop.checkpoints,
+            step=step,
+            model=loop.model,
+            optimiser=loop.optimiser,
+            fold_rewards=loop.fold_rewards,
+            run_key=loop.run_key,
+        )
+
+
 def run_steps(loop: Loop, steps: range, metrics: list[dict], *, progress: bool = True) -> None:
     """Take `steps`, appending each row to `metrics` and to the log, checkpointing when due."""
     bar = tqdm(
@@ -304,15 +418,8 @@ def run_steps(loop: Loop, steps: range, metrics: list[dict], *, progress: bool =
         metrics.append(row)
         if loop.accelerator.is_main_process:
             append_line(loop.metrics_path, json.dumps(row))
-            if checkpoint_due(loop, step):
-                save_checkpoint(
-                    loop.checkpoints,
-                    step=step + 1,
-                    model=loop.model,
-                    optimiser=loop.optimiser,
-                    fold_rewards=loop.fold_rewards,
-                    run_key=loop.run_key,
-                )
+        if checkpoint_due(loop, step):
+            write_checkpoint(loop, step + 1)
         loop.accelerator.wait_for_everyone()
         bar.set_postfix(loss=f"{row['loss']:.4f}")
     bar.close()
@@ -320,17 +427,32 @@ def run_steps(loop: Loop, steps: range, metrics: list[dict], *, progress: bool =
 
 def finish_run(loop: Loop, metrics: list[dict], *, policy_dir: Path | None) -> None:
     """Save the trained policy (where `policy_dir` is given), the refreshed R_h's and
-    `summary.json`; then release what `accelerate` holds of the run."""
+    `summary.json`; then release what `accelerate` holds of the run. A sharded policy is gathered
+    whole first (every process takes part), so the saved policy is always a full model."""
+    full_state = gathered_policy_state(loop) if loop.sharded and policy_dir is not None else None
     if loop.accelerator.is_main_process:
         if policy_dir is not None:
             scorer = loop.accelerator.unwrap_model(loop.inputs.scorer)
-            save_policy(scorer.model, loop.tokenizer, policy_dir)
+            save_policy(scorer.model, loop.tokenizer, policy_dir, state_dict=full_state)
         if loop.objective.refreshes_reward:
             for f, reward in enumerate(loop.fold_rewards.rewards):
                 save_hybrid_reward(reward.cpu(), loop.out_dir / f"hybrid_reward-{f}")
         write_json(loop.out_dir / "summary.json", run_summary(loop.name, metrics, loop.training))
     loop.accelerator.wait_for_everyone()
     loop.accelerator.free_memory()  # its references to this run's model and optimiser
+
+
+def gathered_policy_state(loop: Loop) -> dict[str, torch.Tensor]:
+    """The policy's full state dict, gathered from every process's shards (on the main process;
+    every process must call this). A tied weight appears once, under its first name, as in the
+    policy's own `save_pretrained`."""
+    state = loop.accelerator.get_state_dict(loop.inputs.scorer)
+    prefix = "model."  # the scorer holds the policy as `model`
+    names = {n for n, _ in loop.model.named_parameters()} | {
+        n for n, _ in loop.model.named_buffers()
+    }
+    state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    return {k: v for k, v in state.items() if k in names}
 
 
 def train_run(

@@ -72,14 +72,17 @@ def prepare_policy(model: PreTrainedModel, training) -> PreTrainedModel:
     return model.train()
 
 
-def save_policy(model, tokenizer, directory: Path) -> None:
+def save_policy(model, tokenizer, directory: Path, *, state_dict: dict | None = None) -> None:
     """`save_pretrained` (safetensors) into a staging directory renamed into place; LoRA adapters
-    are merged first so the result loads as a plain model."""
+    are merged first so the result loads as a plain model. `state_dict`: the weights to write in
+    place of the model's own (a sharded model's, gathered whole)."""
     if hasattr(model, "merge_and_unload"):
+        if state_dict is not None:
+            raise ValueError("a LoRA policy is saved from its own (whole) weights, merged")
         model = model.merge_and_unload()
     staging = directory.with_name(f".{directory.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging, safe_serialization=True)
+    model.save_pretrained(staging, safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(staging)
     shutil.rmtree(directory, ignore_errors=True)
