@@ -259,7 +259,10 @@ def measure_extraction(args) -> None:
 
 
 def emit(row: dict) -> None:
-    print("ROW " + json.dumps(row), flush=True)
+    from accelerate.state import PartialState
+
+    if PartialState().is_main_process:
+        print("ROW " + json.dumps(row), flush=True)
 
 
 # Part 2: training steps (a child process per layout, started by `accelerate launch`).
