@@ -36,18 +36,19 @@ def benchmark_texts(params, tokenizer, examples: int) -> list[str]:
     return [hs.format_conversation(tokenizer, r.prompt, r.response) for r in responses]
 
 
-def batches(tokenizer, texts, max_length, batch_size):
+def batches(tokenizer, texts, max_length, batch_size, device="cpu"):
     ids = hs.tokenize_conversations(tokenizer, texts, max_length)
     for batch in hs.length_sorted_batches([len(x) for x in ids], batch_size):
         input_ids, mask = hs.pad_batch([ids[i] for i in batch], tokenizer.pad_token_id)
-        yield input_ids, mask
+        yield input_ids.to(device), mask.to(device)
 
 
 @torch.inference_mode()
 def run_bare(loaded, texts, params):
     body, _, _ = hs.decoder_parts(loaded.model)
+    device = next(body.parameters()).device  # as `extract_hidden_states` moves each batch
     for input_ids, mask in batches(
-        loaded.tokenizer, texts, params.extraction.max_length, params.extraction.batch_size
+        loaded.tokenizer, texts, params.extraction.max_length, params.extraction.batch_size, device
     ):
         body(
             input_ids=input_ids,
