@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--fit-layers", type=int, default=2, help="layers notebook 02's stage fits")
     parser.add_argument("--dir", type=Path, default=None, help="where the states file is written")
     parser.add_argument("--baseline", action="store_true", help="also the float32 loader")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=STAGES[1:3], help="stages not run (after write)"
     )
@@ -218,6 +219,9 @@ def main() -> None:
             results[stage] = measure(stage, path, shape, args.fit_layers)
             print(f"  {stage}: {results[stage]}", flush=True)
         size = path.stat().st_size
+    if args.json is not None:
+        record = {"shape": list(shape), "file_bytes": size, "imports_rss": imports}
+        args.json.write_text(json.dumps({**record, "stages": results}, indent=1), encoding="utf-8")
     print(f"\nstates file: {size / 2**30:.2f} GiB (float16)\n")
     print("| stage | peak RSS (GiB) | / file | above the imports / file | seconds |")
     print("|---|---:|---:|---:|---:|")
