@@ -6,22 +6,16 @@ skipped rather than run unsharded."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from script_runs import ROOT, run_python
 
 
 @pytest.mark.slow
 def test_paper_gpu_benchmark_runs_at_tiny_shape(tmp_path):
     out = tmp_path / "paper_gpu.json"
     command = [
-        sys.executable,
         str(ROOT / "benchmarks" / "paper_gpu.py"),
         "--shape",
         "tiny",
@@ -36,15 +30,7 @@ def test_paper_gpu_benchmark_runs_at_tiny_shape(tmp_path):
         "--json",
         str(out),
     ]
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = run_python(command, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     printed = done.stdout
     for heading in ("## Extraction vs a bare bf16 forward", "## One training step", "## GPU-hours"):

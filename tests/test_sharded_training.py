@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,14 +15,14 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from script_runs import ROOT, run_python
 from training_worker import worker_run
 
-from repsafe_lib import paths, training
+from repsafe_lib import training
 from repsafe_lib.models import load_model
 from repsafe_lib.params import LoraParams, load_params
 from repsafe_lib.training import loop
 
-ROOT = paths.repo_root()
 TESTS = Path(__file__).parent
 CONFIGS = ROOT / "configs" / "accelerate"
 # Each supported layout: its config file and accelerate's distributed type in it.
@@ -83,7 +80,6 @@ def launch_worker(layout: str, out_dir: Path, stop_after: int | None = None, **s
     """`multiprocess_worker` on 2 CPU processes, launched as a user would, with the layout's
     config file; `settings`: training settings to change."""
     command = [
-        sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
@@ -97,15 +93,7 @@ def launch_worker(layout: str, out_dir: Path, stop_after: int | None = None, **s
         "all" if stop_after is None else str(stop_after),
         *(f"{key}={json.dumps(value)}" for key, value in settings.items()),
     ]
-    path = os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_python(command, timeout=300, extra_paths=[TESTS])
     results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and len(results) == 1, done.stdout[-3000:] + done.stderr[-6000:]
     result = json.loads(results[0].removeprefix("RESULT "))

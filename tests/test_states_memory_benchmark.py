@@ -5,30 +5,17 @@ BENCHMARKS.md records stays runnable."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from script_runs import ROOT, run_python
 
 
 @pytest.mark.slow
 def test_states_memory_benchmark_runs_every_stage_at_a_tiny_shape(tmp_path):
     out = tmp_path / "states_memory.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "states_memory.py"), "--baseline"]
+    command = [str(ROOT / "benchmarks" / "states_memory.py"), "--baseline"]
     command += ["--examples", "400", "--layers", "2", "--dim", "32", "--dir", str(tmp_path)]
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [*command, "--json", str(out)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = run_python([*command, "--json", str(out)], timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["shape"] == [400, 2, 32]
