@@ -29,7 +29,7 @@ from torch import nn
 
 from repsafe_lib.artifacts import atomic_path, corrupt_artifact, write_json
 from repsafe_lib.losses import margin_bt_loss
-from repsafe_lib.probes import ProbeSet, ProbeSplit, evaluate_split, pair_rows
+from repsafe_lib.probes import ProbeSet, ProbeSplit, evaluate_splits, pair_rows
 from repsafe_lib.states_file import row_blocks
 
 GateKind = Literal["input", "static"]
@@ -403,25 +403,28 @@ def fit_fold_rewards(
     """Cross-fitted hybrid rewards: for each fold f, probes and gate (as notebooks 02-03 fit
     them) on the rows of the other folds. `row_folds [n]` gives each row's fold, -1 for rows that
     take no part (held-out pairs)."""
-    fitted = []
-    for fold in range(int(row_folds.max()) + 1):
-        split = ProbeSplit(
+    splits = [
+        ProbeSplit(
             fold,
             None,
             np.flatnonzero((row_folds >= 0) & (row_folds != fold)),
             np.flatnonzero(row_folds == fold),
         )
-        result = evaluate_split(
-            states.numpy(),
-            examples,
-            split,
-            c_grid=probe_params.c_grid,
-            folds=probe_params.inner_folds,
-            max_iter=probe_params.max_iter,
-            seed=seed,
-            solver=probe_params.solver,
-            device=probe_params.device,
-        )
+        for fold in range(int(row_folds.max()) + 1)
+    ]
+    results = evaluate_splits(
+        states.numpy(),
+        examples,
+        splits,
+        c_grid=probe_params.c_grid,
+        folds=probe_params.inner_folds,
+        max_iter=probe_params.max_iter,
+        seed=seed,
+        solver=probe_params.solver,
+        device=probe_params.device,
+    )
+    fitted = []
+    for fold, (split, result) in enumerate(zip(splits, results, strict=True)):
         probe_set = ProbeSet(split, result.probes, result.train_scores)
         reward = fit_split_rewards(states, examples, probe_set, layers, reward_params)
         reward = reward.rewards[reward_params.gate]

@@ -28,7 +28,12 @@ import torch
 DEFAULT_TOLERANCE = 1e-6
 MAX_NEWTON_STEPS = 200
 MAX_CG_STEPS = 250
-LINE_SEARCH_STEPS = 30
+LINE_SEARCH_STEPS = 50
+# Rows per block of a Hessian product: 64 MB of float32 states, about what a cache holds.
+NORMAL_BLOCK_ELEMENTS = 1 << 24
+# How close (relative) a step length must come to the minimiser along the step: it then gives up
+# about (1e-5)^2 of the step's decrease in the objective.
+LINE_SEARCH_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class SvmSolution:
     newton_steps: int
     hessian_products: int
     converged: torch.Tensor  # [K] bool
+    margins: torch.Tensor  # [n, K]: every row's margin under every problem's solution
 
 
 class _Operator:
@@ -69,6 +75,23 @@ class _Operator:
         weighted = r.T.contiguous() @ self.x
         return weighted.sub_(self.mean * totals[:, None]).div_(self.scale), totals
 
+    def weighted_normal(
+        self, weighting: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`transpose(weighting * forward(weight, bias))`, a block of rows at a time: the states
+        are far larger than any cache and the products are bound by reading them, so each block
+        serves both products while it is still in cache (5-10 % faster at n = 45k, d = 4,096, on a CPU)."""
+        u = weight / self.scale
+        offset = bias - (self.mean * u).sum(1)
+        weighted, totals = torch.zeros_like(weight), torch.zeros_like(bias)
+        rows = max(1, NORMAL_BLOCK_ELEMENTS // self.x.shape[1])
+        for start in range(0, self.x.shape[0], rows):
+            block = self.x[start : start + rows]
+            r = (block @ u.T + offset).mul_(weighting[start : start + rows])
+            totals += r.sum(0)
+            weighted.addmm_(r.T, block)
+        return weighted.sub_(self.mean * totals[:, None]).div_(self.scale), totals
+
 
 def _squared_norms(weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return (weight * weight).sum(1) + bias * bias
@@ -80,6 +103,31 @@ def _dot(
     return (a[0] * b[0]).sum(1) + a[1] * b[1]
 
 
+def standardisations(
+    x: torch.Tensor, row_sets: torch.Tensor, chunk: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and spread (population) `[S, d]` of the rows of each set `[S, n]` (0/1)
+    of `x [n, d]`, in float64, in one pass over `x`. A dimension constant on a set gets spread 1.
+
+    Sums are taken about the first row: an offset of a spread or so from the mean costs nothing of
+    float64's precision, and a constant dimension sums exactly to zero. Small chunks keep each
+    float64 copy in cache (4x faster than 4,096 rows here)."""
+    sets = row_sets.to(torch.float64)
+    origin = x[0].to(torch.float64)
+    first = torch.zeros((sets.shape[0], x.shape[1]), dtype=torch.float64, device=x.device)
+    second = torch.zeros_like(first)
+    for start in range(0, x.shape[0], chunk):
+        offset = x[start : start + chunk].to(torch.float64) - origin
+        members = sets[:, start : start + chunk]
+        first.addmm_(members, offset)
+        second.addmm_(members, offset.mul_(offset))
+    counts = sets.sum(1, keepdim=True)
+    shift = first / counts
+    variance = (second / counts - shift * shift).clamp_min(0)
+    spread = variance.sqrt()
+    return origin + shift, torch.where(spread > 0, spread, torch.ones_like(spread))
+
+
 @dataclass(frozen=True)
 class Spectrum:
     """Eigenvectors `[d, d]` (columns) and eigenvalues `[d]` of the states' correlation matrix
@@ -89,15 +137,29 @@ class Spectrum:
     values: torch.Tensor
 
     @classmethod
-    def of(cls, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, chunk: int = 8192):
-        """From all rows (a subsample of 8k rows doubled the conjugate-gradient steps at
-        n = 45k, d = 4,096, and cost more than it saved)."""
+    def of(
+        cls,
+        x: torch.Tensor,
+        mean: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+        chunk: int = 8192,
+    ):
+        """From all rows of `x [n, d]` (a subsample of 8k rows doubled the conjugate-gradient
+        steps at n = 45k, d = 4,096, and cost more than it saved), standardised by `mean` and
+        `scale`, by default the rows' own (the spread from the centred Gram's diagonal)."""
         d = x.shape[1]
+        if mean is None:
+            mean = x.mean(0)
         gram = x.new_zeros((d, d))
         for start in range(0, x.shape[0], chunk):
-            z = (x[start : start + chunk] - mean) / scale
-            gram.addmm_(z.T, z)
-        values, vectors = torch.linalg.eigh(gram / x.shape[0])
+            centred = x[start : start + chunk] - mean
+            gram.addmm_(centred.T, centred)
+        gram /= x.shape[0]
+        if scale is None:
+            spread = gram.diagonal().sqrt()
+            scale = torch.where(spread > 0, spread, torch.ones_like(spread))
+        gram /= scale[:, None] * scale[None, :]
+        values, vectors = torch.linalg.eigh(gram)
         return cls(vectors, values.clamp_min(0))
 
 
@@ -168,20 +230,29 @@ def _line_search(
     theta_dot_step: torch.Tensor,
     step_sq: torch.Tensor,
 ) -> torch.Tensor:
-    """The exact minimiser `t >= 0` of the objective along the step, per problem: 1-D Newton on a
-    convex piecewise quadratic, which ends at the minimum once the active set stops changing."""
-    tiny = torch.finfo(c.dtype).tiny
-    t = torch.ones_like(c)
+    """The minimiser `t >= 0` of the objective along the step, per problem, to a relative
+    `LINE_SEARCH_TOLERANCE`: 1-D Newton on the convex piecewise quadratic, safeguarded by bisection
+    inside the bracket that the slope's signs have narrowed to (plain Newton can cycle between two
+    points either side of a row crossing the margin). A problem already solved takes a zero step
+    and gets `t = 0`."""
+    moving = step_sq > 0
+    t = moving.to(c.dtype)
+    low, high = torch.zeros_like(c), torch.full_like(c, torch.inf)
     for _ in range(LINE_SEARCH_STEPS):
         f = margins + t * along
         inside = rows * ((y[:, None] * f) < 1)
         slope = theta_dot_step + t * step_sq + 2 * c * (inside * (f - y[:, None]) * along).sum(0)
         curvature = step_sq + 2 * c * (inside * along * along).sum(0)
-        # A problem already solved takes a zero step: zero curvature, and t = 0.
-        t_next = torch.where(curvature > 0, t - slope / curvature.clamp_min(tiny), 0).clamp_min(0)
-        if torch.allclose(t_next, t, rtol=1e-7, atol=0):
-            return t_next
-        t = t_next
+        low = torch.where(slope < 0, t, low)
+        high = torch.where(slope > 0, t, high)
+        newton = t - slope / torch.where(moving, curvature, 1)
+        inside_bracket = (newton > low) & (newton < high)
+        halfway = torch.where(high.isinf(), 2 * t, (low + high) / 2)
+        t_next = torch.where(moving, torch.where(inside_bracket, newton, halfway), 0)
+        arrived = ((t_next - t).abs() <= LINE_SEARCH_TOLERANCE * t) | (slope == 0)
+        t = torch.where(slope == 0, t, t_next)
+        if arrived[moving].all():
+            break
     return t
 
 
@@ -209,9 +280,9 @@ def solve(
     converged = torch.zeros(k, dtype=torch.bool, device=x.device)
     stalled = torch.zeros_like(converged)
     steps = hessian_products = 0
+    margins = op.forward(weight, bias)
     for newton_step in range(1, MAX_NEWTON_STEPS + 1):
         steps = newton_step
-        margins = op.forward(weight, bias)
         inside = rows * ((y[:, None] * margins) < 1)
         objective = 0.5 * _squared_norms(weight, bias) + c * (
             inside * (1 - y[:, None] * margins) ** 2
@@ -234,7 +305,7 @@ def solve(
         weighting = 2 * c * inside
 
         def hessian_times(v_w: torch.Tensor, v_b: torch.Tensor, weighting=weighting):
-            h_w, h_b = op.transpose(weighting * op.forward(v_w, v_b))
+            h_w, h_b = op.weighted_normal(weighting, v_w, v_b)
             return h_w + v_w, h_b + v_b
 
         forcing = torch.clamp((grad_norm / start_norm).sqrt(), max=0.1)
@@ -247,9 +318,10 @@ def solve(
         hessian_products += products
         done = converged | stalled
         step_w[done], step_b[done] = 0, 0
+        along = op.forward(step_w, step_b)
         t = _line_search(
             margins,
-            op.forward(step_w, step_b),
+            along,
             y,
             rows,
             c,
@@ -258,7 +330,9 @@ def solve(
         )
         weight += t[:, None] * step_w
         bias += t * step_b
-    return SvmSolution(weight, bias, steps, hessian_products, converged)
+        # The margins are linear in (w, b): update them rather than take another pass over x.
+        margins += t * along
+    return SvmSolution(weight, bias, steps, hessian_products, converged, margins)
 
 
 def margins(x: torch.Tensor, batch: SvmBatch, solution: SvmSolution) -> torch.Tensor:

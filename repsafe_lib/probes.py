@@ -198,11 +198,13 @@ def probe_with_margins(
     seed: int,
     solver: str = "sklearn",
     device: str | None = None,
+    spectrum: linear_svm.Spectrum | None = None,
 ) -> tuple[LayerProbe, np.ndarray]:
     """One layer's probe (`fit_layer_probe`) and its rows' out-of-fold margins at the chosen C
-    (`out_of_fold_margins`), by either solver."""
+    (`out_of_fold_margins`), by either solver. `spectrum` (torch solver) preconditions its solves;
+    by default it is built from `states`."""
     if solver == "torch":
-        return _batched_probe_with_margins(states, is_safe, groups, c_grid, folds, device)
+        return _batched_probe_with_margins(states, is_safe, groups, c_grid, folds, device, spectrum)
     if solver != "sklearn":
         raise ValueError(f"probes.solver must be one of {SOLVERS}, got {solver!r}")
     probe = fit_layer_probe(
@@ -228,64 +230,76 @@ def _batched_probe_with_margins(
     c_grid: Sequence[float],
     folds: int,
     device: str | None,
+    spectrum: linear_svm.Spectrum | None = None,
 ) -> tuple[LayerProbe, np.ndarray]:
     """`probe_with_margins` with `linear_svm`: two batched solves per layer. The first fits every
     (C, inner fold) on the training side's standardisation, plus the refit on all rows at every
     C; the second, at the chosen C, each fold's out-of-fold probe on its own standardisation.
-    A fold whose fitting rows hold one class predicts that class, as in the sklearn path."""
+    A fold whose fitting rows hold one class predicts that class, as in the sklearn path.
+    `spectrum` preconditions the solves (by default, that of these states)."""
     n = len(states)
     y = labels_from_safety(is_safe)
     target = solver_device(device)
     x = torch.as_tensor(states, dtype=torch.float32).to(target)
     y_t = torch.as_tensor(y, dtype=torch.float32, device=target)
-    mean, scale = standardiser(states)
     fold_list = inner_folds(groups, folds)
     c_values = sorted(float(c) for c in c_grid)
     select = len(c_values) > 1
 
-    def mask(rows: np.ndarray) -> np.ndarray:
-        selected = np.zeros(n, dtype=bool)
-        selected[rows] = True
+    def mask(rows: np.ndarray) -> torch.Tensor:
+        selected = torch.zeros(n, dtype=x.dtype, device=target)
+        selected[torch.as_tensor(rows, device=target)] = 1
         return selected
 
     def two_class(rows: np.ndarray) -> bool:
         return len(np.unique(y[rows])) == 2
 
-    def on_device(values) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(values), dtype=x.dtype).to(target)
+    every_row = torch.ones(n, dtype=x.dtype, device=target)
+    fold_masks = [mask(fit) for fit, _ in fold_list]
+    exact = linear_svm.standardisations(x, torch.stack([every_row, *fold_masks]))
+    means, scales = (values.to(x.dtype) for values in exact)
+    mean, scale = means[0], scales[0]
+    if spectrum is None:
+        spectrum = linear_svm.Spectrum.of(x, mean, scale)
 
-    spectrum = linear_svm.Spectrum.of(x, on_device(mean), on_device(scale))
-
-    def solve(problems: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]):
-        """(C, rows, mean, scale) per problem -> the solution and `[n, K]` margins of every row."""
+    def solve(problems: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]]):
+        """(C, row mask, mean, scale) per problem -> the solution and `[n, K]` margins of every
+        row."""
         batch = linear_svm.SvmBatch(
-            rows=on_device([mask(p[1]) for p in problems]),
-            c=on_device([p[0] for p in problems]),
-            mean=on_device([p[2] for p in problems]),
-            scale=on_device([p[3] for p in problems]),
+            rows=torch.stack([p[1] for p in problems]),
+            c=torch.tensor([p[0] for p in problems], dtype=x.dtype, device=target),
+            mean=torch.stack([p[2] for p in problems]),
+            scale=torch.stack([p[3] for p in problems]),
         )
         solution = linear_svm.solve(x, y_t, batch, spectrum=spectrum)
-        return solution, linear_svm.margins(x, batch, solution).double().cpu().numpy()
+        return solution, solution.margins.double().cpu().numpy()
 
-    grid_problems = [
-        (c, fit, mean, scale) for c in c_values for fit, _ in fold_list if select and two_class(fit)
+    grid_keys = [
+        (c, f)
+        for c in c_values
+        for f, (fit, _) in enumerate(fold_list)
+        if select and two_class(fit)
     ]
-    refits = [(c, np.arange(n), mean, scale) for c in (c_values if select else c_values[:1])]
-    solution, margins = solve(grid_problems + refits)
-
-    column = {(p[0], id(p[1])): k for k, p in enumerate(grid_problems)}
+    refit_c = c_values if select else c_values[:1]
+    solution, margins = solve(
+        [(c, fold_masks[f], mean, scale) for c, f in grid_keys]
+        + [(c, every_row, mean, scale) for c in refit_c]
+    )
+    column = {key: k for k, key in enumerate(grid_keys)}
 
     def accuracy(c: float, fit: np.ndarray, val: np.ndarray) -> float:
         if not two_class(fit):
             return float(np.mean(y[val] == y[fit][0]))
-        predicted = np.where(margins[val, column[c, id(fit)]] > 0, 1, -1)
+        f = next(f for f, (other, _) in enumerate(fold_list) if other is fit)
+        predicted = np.where(margins[val, column[c, f]] > 0, 1, -1)
         return float(np.mean(predicted == y[val]))
 
     c = select_c(accuracy, c_values, fold_list) if select else c_values[0]
-    refit = len(grid_problems) + c_values.index(c) if select else len(grid_problems)
+    refit = len(grid_keys) + refit_c.index(c)
+    float_type = np.result_type(states.dtype, np.float32)
     probe = LayerProbe(
-        mean,
-        scale,
+        exact[0][0].cpu().numpy().astype(float_type),
+        exact[1][0].cpu().numpy().astype(float_type),
         solution.weight[refit].double().cpu().numpy(),
         float(solution.bias[refit]),
         c,
@@ -293,11 +307,11 @@ def _batched_probe_with_margins(
 
     out_of_fold = np.zeros(n)
     fold_problems, held_out_rows = [], []
-    for fit, held_out in fold_list:
+    for f, (fit, held_out) in enumerate(fold_list):
         if not two_class(fit):
             out_of_fold[held_out] = float(y[fit][0])
             continue
-        fold_problems.append((c, fit, *standardiser(states[fit])))
+        fold_problems.append((c, fold_masks[f], means[f + 1], scales[f + 1]))
         held_out_rows.append(held_out)
     if fold_problems:
         _, fold_margins = solve(fold_problems)
@@ -412,10 +426,57 @@ class SplitResult:
     train_scores: np.ndarray  # [n_train, L] out-of-fold margins of split.train_rows, in order
 
 
-def evaluate_split(
+def layer_spectrum(states: np.ndarray, layer: int, rows: np.ndarray, device=None):
+    """The torch solver's preconditioner for one layer: the spectrum of its states' correlations
+    over `rows`. It holds no labels and only sets how fast the solves converge, not where they
+    end, so one layer's splits can share it."""
+    x = torch.as_tensor(layer_rows(states, layer, rows)).to(solver_device(device))
+    return linear_svm.Spectrum.of(x)
+
+
+def fit_layer_splits(
+    states: np.ndarray,
+    layer: int,
+    is_safe: np.ndarray,
+    groups: np.ndarray,
+    splits: Sequence[ProbeSplit],
+    *,
+    c_grid: Sequence[float],
+    folds: int,
+    max_iter: int,
+    seed: int,
+    solver: str = "sklearn",
+    device: str | None = None,
+) -> list[tuple[LayerProbe, np.ndarray]]:
+    """One layer's probe and out-of-fold training margins (`probe_with_margins`) on each split's
+    training rows. With the torch solver the layer's preconditioner (`layer_spectrum`, over the
+    rows any split trains on) is built once for all the splits: after the solves themselves it
+    is the costliest step of a layer."""
+    spectrum = None
+    if solver == "torch":
+        trained_on = np.unique(np.concatenate([split.train_rows for split in splits]))
+        spectrum = layer_spectrum(states, layer, trained_on, device)
+    return [
+        probe_with_margins(
+            layer_rows(states, layer, split.train_rows),
+            is_safe[split.train_rows],
+            groups[split.train_rows],
+            c_grid=c_grid,
+            folds=folds,
+            max_iter=max_iter,
+            seed=seed,
+            solver=solver,
+            device=device,
+            spectrum=spectrum,
+        )
+        for split in splits
+    ]
+
+
+def evaluate_splits(
     states: np.ndarray,
     examples: Sequence,
-    split: ProbeSplit,
+    splits: Sequence[ProbeSplit],
     *,
     c_grid: Sequence[float],
     folds: int,
@@ -424,48 +485,52 @@ def evaluate_split(
     solver: str = "sklearn",
     device: str | None = None,
     progress: bool = False,
-) -> SplitResult:
-    """Fit every layer's probe on the split's training rows, score its test rows; same for the
-    two text-only controls. `states [n, L, d]` may be float16 (memory-mapped): each layer's rows
-    are upcast to float32 when that layer is fit."""
+) -> list[SplitResult]:
+    """For each split, fit every layer's probe on its training rows and score its test rows; same
+    for the two text-only controls. `states [n, L, d]` may be float16 (memory-mapped): each
+    layer's rows are upcast to float32 when that layer is fit.
+
+    The work goes layer by layer, every split within a layer (`fit_layer_splits`)."""
     is_safe = np.array([e.is_safe for e in examples])
     groups = np.array([e.prompt for e in examples], dtype=object)
     texts = [e.response for e in examples]
-    train, test = split.train_rows, split.test_rows
-    fitted = [
-        probe_with_margins(
-            layer_rows(states, i, train),
-            is_safe[train],
-            groups[train],
-            c_grid=c_grid,
-            folds=folds,
-            max_iter=max_iter,
-            seed=seed,
-            solver=solver,
-            device=device,
-        )
+    fit = dict(c_grid=c_grid, folds=folds, max_iter=max_iter, seed=seed, solver=solver)
+    by_layer = [
+        fit_layer_splits(states, i, is_safe, groups, splits, **fit, device=device)
         for i in tqdm(
             range(states.shape[1]),
-            desc=f"split {split.index} probes",
+            desc=f"probes ({len(splits)} splits)",
             unit="layer",
             disable=not progress,
             leave=False,
         )
     ]
-    probes = [probe for probe, _ in fitted]
-    layer_metrics = [
-        classification_metrics(is_safe[test], probe.margin(layer_rows(states, i, test)))
-        for i, probe in enumerate(probes)
-    ]
-    train_scores = np.stack([margins for _, margins in fitted], axis=1)
-    controls = {
-        "length": length_control_scores(texts, is_safe, train, test),
-        "tfidf": tfidf_control_scores(texts, is_safe, groups, train, test, folds=folds, seed=seed),
-    }
-    control_metrics = {
-        name: classification_metrics(is_safe[test], score) for name, score in controls.items()
-    }
-    return SplitResult(split, probes, layer_metrics, control_metrics, train_scores)
+    fitted = list(zip(*by_layer, strict=True))
+    results = []
+    for split, layer_fits in zip(splits, fitted, strict=True):
+        train, test = split.train_rows, split.test_rows
+        probes = [probe for probe, _ in layer_fits]
+        layer_metrics = [
+            classification_metrics(is_safe[test], probe.margin(layer_rows(states, i, test)))
+            for i, probe in enumerate(probes)
+        ]
+        train_scores = np.stack([margins for _, margins in layer_fits], axis=1)
+        controls = {
+            "length": length_control_scores(texts, is_safe, train, test),
+            "tfidf": tfidf_control_scores(
+                texts, is_safe, groups, train, test, folds=folds, seed=seed
+            ),
+        }
+        control_metrics = {
+            name: classification_metrics(is_safe[test], score) for name, score in controls.items()
+        }
+        results.append(SplitResult(split, probes, layer_metrics, control_metrics, train_scores))
+    return results
+
+
+def evaluate_split(states: np.ndarray, examples: Sequence, split: ProbeSplit, **fit) -> SplitResult:
+    """`evaluate_splits` for one split."""
+    return evaluate_splits(states, examples, [split], **fit)[0]
 
 
 def pair_rows(examples: Sequence, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

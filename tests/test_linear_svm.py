@@ -124,3 +124,99 @@ def test_float32_stops_at_its_resolution_and_agrees_with_liblinear():
     expected = liblinear((x - mean) / scale, y, 1.0).decision_function((x - mean) / scale)
     assert np.corrcoef(margins, expected)[0, 1] > 0.99999
     assert np.array_equal(margins > 0, expected > 0)
+
+
+def test_standardisations_are_each_row_sets_mean_and_spread():
+    """Against numpy per set, in float64; a dimension constant on a set (and one constant only
+    on part of the rows) gets spread exactly 1, as `probes.standardiser` gives it."""
+    x, _ = ill_conditioned_states(500, 8, seed=6)
+    x[:, 3] = 7.25
+    x[::2, 5] = -1.5  # constant on the even rows only
+    sets = np.stack([np.ones(500, bool), np.arange(500) % 2 == 0, np.arange(500) % 3 != 1])
+    means, spreads = linear_svm.standardisations(
+        torch.tensor(x), torch.tensor(sets, dtype=torch.float64), chunk=64
+    )
+    for k, rows in enumerate(sets):
+        expected = x[rows].std(0)
+        expected[expected == 0] = 1
+        np.testing.assert_allclose(means[k].numpy(), x[rows].mean(0), rtol=1e-13, atol=1e-12)
+        np.testing.assert_allclose(spreads[k].numpy(), expected, rtol=1e-12)
+    assert spreads[0, 3] == 1 and spreads[1, 3] == 1 and spreads[1, 5] == 1
+    assert spreads[0, 5] != 1
+
+
+def test_spectrum_defaults_to_the_rows_own_standardisation():
+    x, _ = ill_conditioned_states(300, 10, seed=7)
+    x[:, 4] = 3.0  # constant: spread 1, no NaN
+    xt = torch.tensor(x)
+    scale = np.where(x.std(0) > 0, x.std(0), 1.0)
+    explicit = linear_svm.Spectrum.of(xt, torch.tensor(x.mean(0)), torch.tensor(scale))
+    own = linear_svm.Spectrum.of(xt, chunk=64)
+    torch.testing.assert_close(own.values, explicit.values, rtol=1e-10, atol=1e-12)
+    correlation = np.corrcoef(np.delete(x, 4, axis=1), rowvar=False)
+    kept = np.delete(np.arange(10), 4)
+    rebuilt = (own.vectors * own.values) @ own.vectors.T
+    np.testing.assert_allclose(rebuilt.numpy()[np.ix_(kept, kept)], correlation, atol=1e-10)
+
+
+def objective_along(t, margins, along, y, rows, c, weight, bias, step_w, step_b):
+    """The problem's objective at (w, b) + t * step, written out directly."""
+    w, b = weight + t * step_w, bias + t * step_b
+    slack = np.maximum(0.0, 1 - y * (margins + t * along)) * rows
+    return 0.5 * (w @ w + b * b) + c * (slack**2).sum()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_line_search_finds_the_minimum_along_the_step(seed):
+    """Against a dense scan of the objective along the step (a convex piecewise quadratic with
+    hundreds of kinks); a zero step stays at t = 0."""
+    rng = np.random.default_rng(seed)
+    n, d = 400, 5
+    y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    rows = (rng.random(n) < 0.8).astype(float)
+    c = 10.0 ** rng.uniform(-2, 1)
+    weight, step_w = rng.normal(size=d), rng.normal(size=d)
+    bias, step_b = rng.normal(), rng.normal()
+    margins, along = rng.normal(size=n) * 2, rng.normal(size=n) * 3
+    args = (margins, along, y, rows, c, weight, bias, step_w, step_b)
+    # Make the step a descent direction, as a Newton step is.
+    if objective_along(1e-6, *args) > objective_along(0, *args):
+        step_w, step_b, along = -step_w, -step_b, -along
+        args = (margins, along, y, rows, c, weight, bias, step_w, step_b)
+    as_tensor = lambda values: torch.tensor(np.stack(values, axis=-1))  # noqa: E731
+    t = linear_svm._line_search(
+        as_tensor([margins, margins]),
+        as_tensor([along, np.zeros(n)]),
+        torch.tensor(y),
+        as_tensor([rows, rows]),
+        torch.tensor([c, c]),
+        torch.tensor([weight @ step_w + bias * step_b, 0.0]),
+        torch.tensor([step_w @ step_w + step_b**2, 0.0]),
+    )
+    scan = np.linspace(0, 3 * max(float(t[0]), 1e-3), 30001)
+    values = [objective_along(s, *args) for s in scan]
+    best = scan[int(np.argmin(values))]
+    assert float(t[0]) == pytest.approx(best, abs=scan[1] * 1.01)
+    assert objective_along(float(t[0]), *args) <= min(values) + 1e-9 * abs(min(values))
+    assert float(t[1]) == 0
+
+
+def test_margins_and_blocked_products_match_direct_computation(monkeypatch):
+    """The solver's running margins equal a fresh pass over the states; the Hessian product in
+    row blocks equals the two whole products it replaces."""
+    x, y = ill_conditioned_states(300, 12, seed=8)
+    rows = np.arange(300) % 4 != 0
+    problems = [(c, rows, x[rows].mean(0), x[rows].std(0)) for c in (0.01, 3.0)]
+    xt, batch = torch.tensor(x), batch_of(x, problems)
+    solution = linear_svm.solve(xt, torch.tensor(y), batch, tolerance=1e-10)
+    assert solution.newton_steps > 2
+    torch.testing.assert_close(
+        solution.margins, linear_svm.margins(xt, batch, solution), rtol=1e-10, atol=1e-10
+    )
+    monkeypatch.setattr(linear_svm, "NORMAL_BLOCK_ELEMENTS", 12 * 7)  # blocks of 7 rows
+    op = linear_svm._Operator(xt, batch)
+    weighting = torch.rand(300, 2, dtype=torch.float64)
+    v_w, v_b = torch.randn(2, 12, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
+    blocked = op.weighted_normal(weighting, v_w, v_b)
+    whole = op.transpose(weighting * op.forward(v_w, v_b))
+    torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-12)

@@ -197,6 +197,38 @@ def test_torch_solver_reaches_sklearns_probes():
     assert batched.layer_metrics == reference.layer_metrics
 
 
+@pytest.mark.parametrize("solver", probes.SOLVERS)
+def test_splits_fit_together_as_each_alone(solver):
+    """`evaluate_splits` goes layer by layer over every split; with the torch solver a layer's
+    splits share one preconditioner, built on the rows any of them trains on. Each split's
+    result is the one it gets alone: exactly with sklearn, to the solver's tolerance with torch
+    (the preconditioner changes only how fast the solves converge)."""
+    examples = synthetic_examples(150, seed=9)
+    is_safe = np.array([e.is_safe for e in examples])
+    rng = np.random.default_rng(9)
+    states = separable_states(is_safe, layers=2, d=20, seed=9) + rng.normal(size=(300, 2, 20)) * 2
+    splits = probes.probe_splits(examples, num_splits=3, test_fraction=0.25, seed=0)
+    fit = {**FIT, "c_grid": (1e-3, 1e-2, 1.0), "solver": solver, "device": "cpu"}
+    together = probes.evaluate_splits(states, examples, splits, **fit)
+    exact = solver == "sklearn"
+    for split, result in zip(splits, together, strict=True):
+        alone = probes.evaluate_split(states, examples, split, **fit)
+        assert result.split is split and result.control_metrics == alone.control_metrics
+        for ours, theirs in zip(result.probes, alone.probes, strict=True):
+            assert ours.c == theirs.c
+            np.testing.assert_array_equal(ours.mean, theirs.mean)
+            np.testing.assert_allclose(
+                ours.weight, theirs.weight, rtol=0 if exact else 1e-4, atol=0 if exact else 1e-5
+            )
+        np.testing.assert_allclose(
+            result.train_scores,
+            alone.train_scores,
+            rtol=0 if exact else 1e-4,
+            atol=0 if exact else 1e-5,
+        )
+        assert result.layer_metrics == alone.layer_metrics
+
+
 def test_torch_solver_handles_a_fold_with_one_class():
     examples = synthetic_examples(12, seed=7)
     is_safe = np.array([e.is_safe for e in examples])
