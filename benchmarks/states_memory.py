@@ -13,9 +13,10 @@ prompt; the test fraction, C grid, folds and reward settings are the paper profi
 - `01 write`: what `hidden_states.cached_hidden_states` does after the forward passes: the float16
   `[n, L, d]` states filled a batch at a time, written to the cache (streamed, then mapped), then
   notebook 01's finiteness check and its PCA of 600 states per class on every layer.
-- `02 probes`: notebook 02's per-layer work (`probes.evaluate_split`'s loop body: the layer's
-  training rows upcast, `probes.probe_with_margins` with the torch solver, the test rows' margins)
-  on `--fit-layers` layers; every layer costs the same memory, so more layers add time only.
+- `02 probes`: notebook 02's per-layer work (`probes.fit_layer_splits` with the torch solver: the
+  layer's preconditioner from the rows any split trains on, then each split's training rows
+  upcast and solved; each split's test margins) on `--fit-layers` layers and the paper profile's
+  splits; every layer costs the same memory, so more layers add time only.
 - `03 reward`: notebook 03's scoring: the gate variants of `hybrid_reward.fit_split_rewards`,
   Fig 6's `strategy_accuracies`, the mean gate weights and gamma of the training and held-out pairs,
   all from the mapped float16 states (probes drawn at random: only memory is measured here).
@@ -96,13 +97,19 @@ def stage_probes(path: Path, shape: tuple[int, int, int], params, fit_layers: in
     examples = examples_of(shape[0], params.data.test_fraction)
     is_safe = np.array([e.is_safe for e in examples])
     groups = np.array([e.prompt for e in examples], dtype=object)
-    train = np.flatnonzero([e.split == "train" for e in examples])
-    test = np.flatnonzero([e.split == "test" for e in examples])
+    splits = probes.probe_splits(
+        examples,
+        num_splits=params.probes.num_splits,
+        test_fraction=params.data.test_fraction,
+        seed=params.seed,
+    )
     for layer in range(fit_layers):
-        probe, _ = probes.probe_with_margins(
-            states_file.layer_rows(states, layer, train),
-            is_safe[train],
-            groups[train],
+        fitted = probes.fit_layer_splits(
+            states,
+            layer,
+            is_safe,
+            groups,
+            splits,
             c_grid=params.probes.c_grid,
             folds=params.probes.inner_folds,
             max_iter=params.probes.max_iter,
@@ -110,9 +117,11 @@ def stage_probes(path: Path, shape: tuple[int, int, int], params, fit_layers: in
             solver="torch",
             device="cpu",
         )
-        probes.classification_metrics(
-            is_safe[test], probe.margin(states_file.layer_rows(states, layer, test))
-        )
+        for split, (probe, _) in zip(splits, fitted, strict=True):
+            test = split.test_rows
+            probes.classification_metrics(
+                is_safe[test], probe.margin(states_file.layer_rows(states, layer, test))
+            )
 
 
 def random_probe_set(shape, train: np.ndarray, test: np.ndarray) -> probes.ProbeSet:
