@@ -94,6 +94,10 @@ def sklearn_fit_seconds(z, y, c: float, max_iter: int, limit: float) -> tuple[fl
     return queue.get(), True
 
 
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n = 6,000, L = 2, d = 1,024")
@@ -181,7 +185,7 @@ def main() -> None:
     if args.quick:
         sklearn_per_split = float(np.mean(sklearn_seconds)) / splits
         sklearn_total = sklearn_per_split * layers * splits
-        print(f"| sklearn (measured) | {sklearn_per_split:.1f} | {sklearn_total / 60:.1f} min |")
+        print(f"| sklearn (measured) | {sklearn_per_split:.1f} | {duration(sklearn_total)} |")
         bound = ""
     else:
         # A layer-split: every C on every inner fold, the refit at the chosen C, and one
@@ -201,7 +205,7 @@ def main() -> None:
             f"| {bound}{sklearn_total / 3600:.1f} h |"
         )
     label = f"torch on {device.type} ({timed_layers} layers × {splits} splits timed)"
-    print(f"| {label} | {np.mean(per_split):.1f} | {torch_total / 60:.1f} min |")
+    print(f"| {label} | {np.mean(per_split):.1f} | {duration(torch_total)} |")
     print(f"\nspeed-up: {bound}{sklearn_total / torch_total:.0f}x")
     if agreement:
         same_c, predictions, margins, out_of_fold, accuracy = (
