@@ -371,7 +371,7 @@ def test_fit_or_load_trains_once_then_reloads_while_the_key_holds(
         raise AssertionError("trained again although the saved key matches")
 
     with monkeypatch.context() as patch:
-        patch.setattr(scalar_reward_model, "train_reward_model", no_training)
+        patch.setattr(scalar_reward_model, "fit_reward_model", no_training)
         loaded, again = scalar_reward_model.fit_or_load(directory, **options)
     assert again == curve
     assert torch.equal(_scores(loaded, tiny_model.tokenizer), _scores(fitted, tiny_model.tokenizer))
