@@ -396,3 +396,44 @@ def test_fit_or_load_trains_again_over_a_cut_off_or_half_saved_model(
     assert again == curve  # seeded: the same fit
     assert not staging.exists()
     assert json.loads(metadata.read_text())["curve"]["loss"] == curve.loss
+
+
+def test_the_command_line_trains_the_reward_model_notebook_05_then_reuses(
+    tiny_params, tiny_model, tmp_path, monkeypatch, capsys
+):
+    """`python -m repsafe_lib.training --reward-model`, in this one process: trained on notebook
+    00's training pairs and saved under the key notebook 05's `fit_or_load` looks up."""
+    from repsafe_lib import paths
+    from repsafe_lib.records import write_records
+    from repsafe_lib.training import cli
+
+    monkeypatch.setenv(paths.OUTPUTS_ENV_VAR, str(tmp_path))
+    pairs_file = paths.notebook_dir(tiny_params.profile, "00_data") / "pairs_train.jsonl"
+    pairs_file.parent.mkdir(parents=True)
+    write_records(pairs_file, PAIRS)
+    assert cli.main(["--params", "params/tiny.yaml", "--reward-model"]) == 0
+    directory = paths.notebook_dir(tiny_params.profile, "05_sampling") / "reward_model"
+    assert f"saved in {directory}" in capsys.readouterr().out
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although the saved key matches")
+
+    monkeypatch.setattr(scalar_reward_model, "fit_reward_model", no_training)
+    _, curve = scalar_reward_model.fit_or_load(
+        directory,
+        base=tiny_model,
+        model_params=tiny_params.model,
+        training=tiny_params.training,
+        settings=tiny_params.sampling.reward_model,
+        pairs=PAIRS,
+        seed=tiny_params.seed,
+    )
+    assert len(curve.loss) == tiny_params.sampling.reward_model.steps
+    assert cli.main(["--params", "params/tiny.yaml", "--reward-model"]) == 0
+    assert "holds it already" in capsys.readouterr().out
+
+
+def test_base_fingerprint_is_the_loaded_models(tiny_params, tiny_model):
+    from repsafe_lib.models import base_fingerprint
+
+    assert base_fingerprint(tiny_params.model, seed=tiny_params.seed) == tiny_model.fingerprint

@@ -1,6 +1,7 @@
 """Notebook 04's runs from the command line (`python -m repsafe_lib.training`), e.g. on several
 GPUs with `accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 4 -m
-repsafe_lib.training --params params/paper.yaml` (`fsdp.yaml`: sharded)."""
+repsafe_lib.training --params params/paper.yaml` (`fsdp.yaml`: sharded); with `--reward-model`,
+notebook 05's reward model instead, saved where notebook 05 reuses it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from repsafe_lib.training.runs import prepare_training, run_training, training_i
 def main(argv: Sequence[str] | None = None) -> int:
     """Notebook 04's runs from the command line, e.g. on several GPUs: `accelerate launch
     --config_file configs/accelerate/fsdp.yaml --num_processes 4 -m repsafe_lib.training
-    --params params/paper.yaml` (configs/accelerate/: one-gpu, ddp, fsdp).
+    --params params/paper.yaml` (configs/accelerate/: one-gpu, ddp, fsdp). With --reward-model:
+    notebook 05's reward model instead.
     """
     import argparse
 
@@ -34,12 +36,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run(s) to train (default: training.runs of the params)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
+    parser.add_argument(
+        "--reward-model",
+        action="store_true",
+        help="train notebook 05's reward model (after notebook 00), not notebook 04's runs",
+    )
     args = parser.parse_args(argv)
+    if args.reward_model and args.run:
+        parser.error("--run names notebook 04's runs; --reward-model trains notebook 05's model")
     # Before any model loads: under `accelerate launch` this points each process's "cuda" at its
     # own GPU (else every process would load the reference and the policy onto GPU 0).
     PartialState()
     params = load_params(args.params)
     seed_everything(params.seed)
+    if args.reward_model:
+        print(train_notebook_reward_model(params, resume=not args.fresh))
+        return 0
     run = Run(params, "04_training")
     inputs = training_inputs(run)
     setup, _ = prepare_training(
@@ -56,3 +68,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_training(name, setup, resume=not args.fresh)
         print(f"{name}: {len(result.metrics)} steps, policy in {result.policy_dir}")
     return 0
+
+
+def train_notebook_reward_model(params, *, resume: bool) -> str:
+    """Notebook 05's reward model, trained on notebook 00's training pairs and saved where
+    notebook 05's `scalar_reward_model.fit_or_load` finds it under the same key (left as it is
+    where it is there already); returns a line saying which."""
+    from repsafe_lib import scalar_reward_model
+    from repsafe_lib.artifacts import Run
+    from repsafe_lib.models import base_fingerprint, load_tokenizer
+    from repsafe_lib.records import PreferencePair, read_records
+
+    run = Run(params, "05_sampling")
+    pairs = read_records(
+        run.upstream("00_data", "pairs_train.jsonl"), PreferencePair, producer="00_data"
+    )
+    base = scalar_reward_model.BaseWeights(
+        base_fingerprint(params.model, seed=params.seed), load_tokenizer(params.model)
+    )
+    directory = run.path("reward_model")
+    fit = scalar_reward_model.fit_and_save(
+        directory,
+        base=base,
+        model_params=params.model,
+        training=params.training,
+        settings=params.sampling.reward_model,
+        pairs=pairs,
+        seed=params.seed,
+        resume=resume,
+    )
+    if fit is None:
+        return f"reward model: {directory} holds it already (same settings, pairs and base)"
+    return f"reward model: {len(fit.curve.loss)} steps, saved in {directory}"
