@@ -2,7 +2,8 @@
 refuses under FSDP, and, with 2 gloo processes on CPU, for DDP and FSDP2, for a policy run
 (`multiprocess_worker`) and for notebook 05's reward model (`reward_model_worker`): checkpoint ->
 resume -> the uninterrupted run's metrics and weights, two processes training as one does, and
-FSDP's saved model a full model equal to the gathered shards."""
+FSDP's saved model a full model equal to the gathered shards; and online DPO (`online_worker`),
+each process sampling its share, giving one process's samples, metrics and policy."""
 
 from __future__ import annotations
 
@@ -395,3 +396,52 @@ def test_fsdp_refuses_a_lora_reward_model_before_training(tmp_path):
     assert done.returncode != 0
     assert "LoRA under FSDP is not supported" in done.stderr, done.stderr[-3000:]
     assert not (tmp_path / "reward_model-checkpoints").exists()
+
+
+# Online DPO (`online_worker`): each process samples its share of a round's prompts.
+ONLINE_WORKER = "online_worker.py"
+
+
+@pytest.fixture(scope="module")
+def online_in_one_process(tmp_path_factory) -> dict:
+    """The online run in one fresh process: the worker run as a plain script."""
+    out_dir = tmp_path_factory.mktemp("online-one-process")
+    done = run_python(
+        [str(TESTS / ONLINE_WORKER), str(out_dir), "all"], timeout=300, extra_paths=[TESTS]
+    )
+    result = worker_result(done)
+    assert result["processes"] == 1 and not result["sharded"]
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
+def test_online_dpo_on_two_processes_samples_pairs_and_trains_as_one_process_does(
+    layout, online_in_one_process, tmp_path
+):
+    """Every round's scored samples (hence its pairs), the metrics and the saved policy; the
+    shares differ in size (5 prompts per round), so under FSDP the shorter one pads to sample in
+    lockstep."""
+    from transformers import AutoModelForCausalLM
+
+    two = launch_worker(layout, tmp_path, worker=ONLINE_WORKER)
+    one = online_in_one_process
+    for round_samples, expected in zip(two["samples"], one["samples"], strict=True):
+        assert [(s["prompt_id"], s["sample_index"], s["text"]) for s in round_samples] == [
+            (s["prompt_id"], s["sample_index"], s["text"]) for s in expected
+        ]
+        rewards = [s["reward"] for s in round_samples]
+        assert rewards == pytest.approx([s["reward"] for s in expected], abs=1e-4)
+    assert [row["pairs"] for row in two["metrics"]] == [row["pairs"] for row in one["metrics"]]
+    assert_rows_close(two["metrics"], one["metrics"], 1e-4)
+    saved = AutoModelForCausalLM.from_pretrained(two["policy_dir"], trust_remote_code=False)
+    params = load_params("params/tiny.yaml")
+    base = load_model(params.model, seed=params.seed).model
+    assert {n: p.shape for n, p in saved.named_parameters()} == {
+        n: p.shape for n, p in base.named_parameters()
+    }
+    expected = policy_weights(one["policy_dir"])
+    weights = policy_weights(two["policy_dir"])
+    assert set(weights) == set(expected)
+    for name, value in weights.items():
+        torch.testing.assert_close(value, expected[name], atol=1e-5, rtol=1e-4, msg=name)
