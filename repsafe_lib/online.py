@@ -13,6 +13,12 @@ Each round trains like every training run (`training.start_loop`): LoRA adapters
 with `training.training_spec` to skip that), autocast in `training.mixed_precision`, gradient
 checkpointing where set. Pass the profile's reference (`models.load_reference`, NF4 where the
 profile says so) as the reference model, not a second full-precision copy of the base.
+
+In every process of an `accelerate launch` (DDP, or FSDP2), each process samples and scores its
+share of a round's prompts and the scored samples are gathered, so every process builds the same
+pairs; the reward model is frozen and whole in every process. Under FSDP the policy stays sharded
+across rounds and samples in lockstep (`generate(..., synced_gpus=True)`); the saved policy is
+gathered whole.
 """
 
 from __future__ import annotations
@@ -253,13 +259,15 @@ def online_dpo(
     generation_dtype: str | None = None,
     seed: int,
     out_dir: Path,
+    run_key: dict | None = None,
     progress: bool = True,
 ) -> RunResult:
     """Train `model` (the base policy) by `online.rounds` rounds of sample -> re-label -> DPO
     (`online_round`); the DPO pairs keep `max_length` tokens (the profile's
     `extraction.max_length`, as every training run), the reward model reads `reward_max_length`.
     Writes every round's files (`out_dir/round-XX/`), then `out_dir/metrics.jsonl` (steps
-    numbered across rounds, with their round), `summary.json` and the policy (`out_dir/policy/`).
+    numbered across rounds, with their round), the policy (`out_dir/policy/`) and, last,
+    `summary.json` (with `run_key`, where given: what a finished run is read back by).
     """
     model = prepare_policy(model, training)  # once: every round trains the same adapters
     out_dir = Path(out_dir)
@@ -298,7 +306,8 @@ def online_dpo(
     if loop.accelerator.is_main_process:
         write_metrics(out_dir / "metrics.jsonl", metrics)
         summary = run_summary(name, metrics, training)
-        write_json(out_dir / "summary.json", {**summary, "rounds": online.rounds})
+        extra = {"rounds": online.rounds} | ({"key": run_key} if run_key is not None else {})
+        write_json(out_dir / "summary.json", {**summary, **extra})
     loop.accelerator.wait_for_everyone()
     loop.accelerator.free_memory()  # its references to the policy and the optimiser
     return RunResult(name, metrics, out_dir, out_dir / "policy", 0)

@@ -437,3 +437,50 @@ def test_base_fingerprint_is_the_loaded_models(tiny_params, tiny_model):
     from repsafe_lib.models import base_fingerprint
 
     assert base_fingerprint(tiny_params.model, seed=tiny_params.seed) == tiny_model.fingerprint
+
+
+def test_the_command_line_trains_the_online_run_notebook_05_then_reads_back(
+    tiny_params, tiny_model, tmp_path, monkeypatch, capsys
+):
+    """`python -m repsafe_lib.training --online`, in this one process: the reward model, then
+    the online run, which notebook 05's `train_online` reads back instead of training again."""
+    from repsafe_lib import online, paths, sampled_variants
+    from repsafe_lib.records import write_records
+    from repsafe_lib.training import cli
+
+    monkeypatch.setenv(paths.OUTPUTS_ENV_VAR, str(tmp_path))
+    pairs_file = paths.notebook_dir(tiny_params.profile, "00_data") / "pairs_train.jsonl"
+    pairs_file.parent.mkdir(parents=True)
+    write_records(pairs_file, PAIRS)
+    assert cli.main(["--params", "params/tiny.yaml", "--online"]) == 0
+    notebook = paths.notebook_dir(tiny_params.profile, "05_sampling")
+    settings = tiny_params.sampling.online
+    steps = settings.rounds * settings.steps_per_round
+    assert f"online: {steps} steps" in capsys.readouterr().out
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although a finished run of the same key is there")
+
+    monkeypatch.setattr(scalar_reward_model, "fit_reward_model", no_training)
+    monkeypatch.setattr(online, "online_dpo", no_training)
+    reward_model, _ = scalar_reward_model.fit_or_load(
+        notebook / "reward_model",
+        base=tiny_model,
+        model_params=tiny_params.model,
+        training=tiny_params.training,
+        settings=tiny_params.sampling.reward_model,
+        pairs=PAIRS,
+        seed=tiny_params.seed,
+    )
+    options = {"reference_quantization": "none", "out_dir": notebook / "online"}
+    result = sampled_variants.train_online(
+        tiny_params, tiny_model.tokenizer, PAIRS, reward_model, **options
+    )
+    assert [row["step"] for row in result.metrics] == list(range(steps))
+    assert (result.policy_dir / "config.json").is_file()
+    with torch.no_grad():
+        reward_model.head.weight.add_(1.0)  # another reward model: trained again
+    with pytest.raises(AssertionError, match="trained again"):
+        sampled_variants.train_online(
+            tiny_params, tiny_model.tokenizer, PAIRS, reward_model, **options
+        )

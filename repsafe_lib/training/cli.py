@@ -36,14 +36,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run(s) to train (default: training.runs of the params)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
-    parser.add_argument(
+    notebook_05 = parser.add_mutually_exclusive_group()
+    notebook_05.add_argument(
         "--reward-model",
         action="store_true",
         help="train notebook 05's reward model (after notebook 00), not notebook 04's runs",
     )
+    notebook_05.add_argument(
+        "--online",
+        action="store_true",
+        help="train notebook 05's online DPO run (and its reward model, where not yet saved)",
+    )
     args = parser.parse_args(argv)
-    if args.reward_model and args.run:
-        parser.error("--run names notebook 04's runs; --reward-model trains notebook 05's model")
+    if (args.reward_model or args.online) and args.run:
+        parser.error("--run names notebook 04's runs, not notebook 05's")
     # Before any model loads: under `accelerate launch` this points each process's "cuda" at its
     # own GPU (else every process would load the reference and the policy onto GPU 0).
     PartialState()
@@ -51,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_everything(params.seed)
     if args.reward_model:
         print(train_notebook_reward_model(params, resume=not args.fresh))
+        return 0
+    if args.online:
+        print(train_notebook_online_run(params))
         return 0
     run = Run(params, "04_training")
     inputs = training_inputs(run)
@@ -70,22 +79,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def train_notebook_reward_model(params, *, resume: bool) -> str:
-    """Notebook 05's reward model, trained on notebook 00's training pairs and saved where
-    notebook 05's `scalar_reward_model.fit_or_load` finds it under the same key (left as it is
-    where it is there already); returns a line saying which."""
-    from repsafe_lib import scalar_reward_model
+def notebook_05_inputs(params):
+    """Notebook 05's run, notebook 00's training pairs and the base policy's fingerprint and
+    tokenizer (its weights are not loaded)."""
     from repsafe_lib.artifacts import Run
     from repsafe_lib.models import base_fingerprint, load_tokenizer
     from repsafe_lib.records import PreferencePair, read_records
+    from repsafe_lib.scalar_reward_model import BaseWeights
 
     run = Run(params, "05_sampling")
     pairs = read_records(
         run.upstream("00_data", "pairs_train.jsonl"), PreferencePair, producer="00_data"
     )
-    base = scalar_reward_model.BaseWeights(
+    base = BaseWeights(
         base_fingerprint(params.model, seed=params.seed), load_tokenizer(params.model)
     )
+    return run, pairs, base
+
+
+def train_notebook_reward_model(params, *, resume: bool) -> str:
+    """Notebook 05's reward model, trained on notebook 00's training pairs and saved where
+    notebook 05's `scalar_reward_model.fit_or_load` finds it under the same key (left as it is
+    where it is there already); returns a line saying which."""
+    from repsafe_lib import scalar_reward_model
+
+    run, pairs, base = notebook_05_inputs(params)
     directory = run.path("reward_model")
     fit = scalar_reward_model.fit_and_save(
         directory,
@@ -100,3 +118,33 @@ def train_notebook_reward_model(params, *, resume: bool) -> str:
     if fit is None:
         return f"reward model: {directory} holds it already (same settings, pairs and base)"
     return f"reward model: {len(fit.curve.loss)} steps, saved in {directory}"
+
+
+def train_notebook_online_run(params) -> str:
+    """Notebook 05's online DPO run (its reward model first, reloaded where saved, else trained
+    and saved), written where notebook 05 reads it back; returns a line saying where."""
+    from repsafe_lib import sampled_variants, scalar_reward_model
+    from repsafe_lib.models import nf4_supported
+
+    run, pairs, base = notebook_05_inputs(params)
+    reward_model, _ = scalar_reward_model.fit_or_load(
+        run.path("reward_model"),
+        base=base,
+        model_params=params.model,
+        training=params.training,
+        settings=params.sampling.reward_model,
+        pairs=pairs,
+        seed=params.seed,
+    )
+    quantization = params.training.reference_quantization
+    if quantization == "auto":  # as notebook 05's reranked runs resolve it
+        quantization = "nf4" if nf4_supported() else "none"
+    result = sampled_variants.train_online(
+        params,
+        base.tokenizer,
+        pairs,
+        reward_model,
+        reference_quantization=quantization,
+        out_dir=run.path("online"),
+    )
+    return f"online: {len(result.metrics)} steps, policy in {result.policy_dir}"
