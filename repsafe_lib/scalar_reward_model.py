@@ -5,10 +5,14 @@ The decoder body (no LM head) reads prompt + response in the policy's chat forma
 maps the last token's final (normed) state to one reward. It is trained with the Bradley-Terry
 loss `-log sigmoid(r(chosen) - r(rejected))` on the safety pairs, dropout off, like the policy:
 float32 master weights under autocast, or LoRA adapters on the body (merged after training), with
-gradient checkpointing where the profile sets it. It scores with its body in the policy's dtype.
-Saved as the body's `save_pretrained` (safetensors) plus the head as safetensors and a JSON file,
-never as a pickle, and reloaded straight onto the device it scores on. `fit_or_load` trains it
-once per `cache_key` (base weights, settings, recipe, pairs, seed) and reloads it after that.
+gradient checkpointing where the profile sets it, under `accelerate` as the policy's runs are (one
+process, or every process of an `accelerate launch`: DDP, or FSDP2 with the same rules), with
+checkpoints every `training.checkpoint_every` steps that a killed fit resumes from. It scores with
+its body in the policy's dtype. Saved whole (gathered from the shards under FSDP) as the body's
+`save_pretrained` (safetensors) plus the head as safetensors and a JSON file, never as a pickle,
+and reloaded straight onto the device it scores on. `fit_or_load` trains it once per `cache_key`
+(base weights, settings, recipe, pairs, seed) and reloads it after that; `fit_and_save` is the
+training half, which `python -m repsafe_lib.training --reward-model` runs on several GPUs.
 """
 
 from __future__ import annotations
