@@ -23,10 +23,12 @@ gathered whole.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from repsafe_lib.artifacts import write_json
@@ -101,6 +103,7 @@ class Relabelling:
         share, real = process_share(
             list(enumerate(prompts)), state.process_index, state.num_processes
         )
+        progress = progress and state.is_main_process
         model.eval()
         samples = generate_responses(
             model if sharded else for_generation(model, self.generation_dtype),
@@ -117,14 +120,18 @@ class Relabelling:
             synced_gpus=sharded,
         )[: real * self.decoding.num_samples]
         prompt_text = {p.prompt_id: p.prompt for p in prompts}
-        rewards = score_responses(
-            self.reward_model,
-            self.tokenizer,
-            [prompt_text[s.prompt_id] for s in samples],
-            [s.text for s in samples],
-            max_length=self.reward_max_length,
-            batch_size=self.batch_size,
-            progress=progress,
+        rewards = (
+            score_responses(
+                self.reward_model,
+                self.tokenizer,
+                [prompt_text[s.prompt_id] for s in samples],
+                [s.text for s in samples],
+                max_length=self.reward_max_length,
+                batch_size=self.batch_size,
+                progress=progress,
+            )
+            if samples
+            else torch.empty(0)  # fewer prompts than processes: this one had none
         )
         positions = [
             position for position, _ in share[:real] for _ in range(self.decoding.num_samples)
@@ -181,9 +188,10 @@ def online_round(
     chosen = subsample(list(prompts), prompts_per_round, round_seed)
     round_dir = out_dir / f"round-{round_index:02d}"
     sharded = previous is not None and previous.sharded
-    pairs = relabelling.pairs(
-        model, chosen, seed=round_seed, out_dir=round_dir, progress=progress, sharded=sharded
-    )
+    with root_weights_gathered(previous):
+        pairs = relabelling.pairs(
+            model, chosen, seed=round_seed, out_dir=round_dir, progress=progress, sharded=sharded
+        )
     if not pairs:
         raise ValueError(
             f"online round {round_index}: the reward model ranked no two distinct samples apart;"
@@ -220,6 +228,21 @@ def online_round(
         for row in metrics
     ]
     return rows, loop
+
+
+@contextlib.contextmanager
+def root_weights_gathered(loop: Loop | None) -> Iterator[None]:
+    """Under FSDP, the weights of the root shard unit (those of no decoder layer's unit: the
+    embeddings, the final norm, the LM head) gathered while the policy samples: sampling calls the
+    policy, not the root, so only the layers' units gather their own weights in each forward."""
+    if loop is None or not loop.sharded:
+        yield
+        return
+    loop.inputs.scorer.unshard()
+    try:
+        yield
+    finally:
+        loop.inputs.scorer.reshard()
 
 
 def next_round(loop: Loop, pairs: list, *, seed: int, out_dir: Path) -> Loop:
