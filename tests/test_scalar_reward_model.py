@@ -484,3 +484,14 @@ def test_the_command_line_trains_the_online_run_notebook_05_then_reads_back(
         sampled_variants.train_online(
             tiny_params, tiny_model.tokenizer, PAIRS, reward_model, **options
         )
+
+
+def test_process_shares_cover_every_prompt_once_and_pad_to_one_size():
+    from repsafe_lib.online import process_share
+
+    for items, processes in ((list(range(5)), 2), (list(range(8)), 4), (["a"], 3), ([], 2)):
+        shares = [process_share(items, index, processes) for index in range(processes)]
+        real = [item for share, count in shares for item in share[:count]]
+        assert sorted(real) == sorted(items)
+        assert len({len(share) for share, _ in shares}) == 1  # as many batches everywhere
+        assert all(set(share) <= set(items) for share, _ in shares)
