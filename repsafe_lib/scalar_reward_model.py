@@ -256,6 +256,8 @@ def fit_reward_model(
     so far; with `resume`, a fit continues from the newest one written under the same settings,
     pairs and `key` (the caller's cache key) and ends as an uninterrupted fit would.
     `_stop_after` stops after that many steps as if killed (resume tests)."""
+    from accelerate import PartialState
+
     from repsafe_lib.training import batch_schedule
     from repsafe_lib.training import loop as training_loop
     from repsafe_lib.training.checkpoints import (
@@ -266,6 +268,12 @@ def fit_reward_model(
 
     if not pairs:
         raise ValueError("no preference pairs to train the reward model on")
+    processes = PartialState().num_processes
+    if recipe.batch_size % processes:
+        raise ValueError(
+            f"sampling.reward_model.batch_size {recipe.batch_size} must divide by the number of"
+            f" processes ({processes}): each takes its share of every batch"
+        )
     seed_everything(seed)
     accelerator = training_loop.new_accelerator(recipe, _device(model))
     sharded = training_loop.is_sharded(accelerator)
