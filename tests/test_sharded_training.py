@@ -324,14 +324,23 @@ def test_a_reward_model_resumed_from_its_checkpoint_equals_the_uninterrupted_fit
 def test_two_processes_fit_the_reward_model_as_one_does(
     layout, uninterrupted_reward_model, one_process_reward_model
 ):
-    """Up to summation order: each process takes half of every batch."""
+    """Up to summation order: each process takes half of every batch. All but the head's bias:
+    the BT loss reads reward differences only, so the bias's gradient is zero up to rounding,
+    and AdamW, which normalises each step, moves it by about the learning rate each step in the
+    direction of that rounding (one process and two end with opposite signs here)."""
+    from reward_model_worker import SETTINGS
+
     whole = uninterrupted_reward_model(layout)
     assert_curves_close(whole["curve"], one_process_reward_model["curve"], 1e-4)
     expected = saved_reward_model(one_process_reward_model["out_dir"])
     weights = saved_reward_model(whole["out_dir"])
     assert set(weights) == set(expected)
     for name, value in weights.items():
-        torch.testing.assert_close(value, expected[name], atol=1e-5, rtol=1e-4, msg=name)
+        if name != "head.bias":
+            torch.testing.assert_close(value, expected[name], atol=1e-5, rtol=1e-4, msg=name)
+    most = SETTINGS.steps * SETTINGS.learning_rate * 1.01
+    assert weights["head.bias"].abs().max() <= most
+    assert expected["head.bias"].abs().max() <= most
 
 
 @pytest.mark.slow
@@ -440,8 +449,15 @@ def test_online_dpo_on_two_processes_samples_pairs_and_trains_as_one_process_doe
     assert {n: p.shape for n, p in saved.named_parameters()} == {
         n: p.shape for n, p in base.named_parameters()
     }
+    # Each round restarts AdamW, whose first steps are about lr * sign(gradient): weights whose
+    # gradient is near zero take summation-order differences up to 1e-4 (4e-5 at most here, in 3
+    # of 3.3M weights); the update as a whole agrees to 1.5e-5 of its norm.
     expected = policy_weights(one["policy_dir"])
     weights = policy_weights(two["policy_dir"])
     assert set(weights) == set(expected)
     for name, value in weights.items():
-        torch.testing.assert_close(value, expected[name], atol=1e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(value, expected[name], atol=1e-4, rtol=1e-4, msg=name)
+    start = base.state_dict()
+    gap = sum(float((weights[n] - expected[n]).pow(2).sum()) for n in expected)
+    update = sum(float((expected[n] - start[n]).pow(2).sum()) for n in expected)
+    assert (gap / update) ** 0.5 < 1e-4
