@@ -493,12 +493,23 @@ def _write_reward_model(
 ) -> None:
     body = None if state_dict is None else _part(state_dict, "body.")
     head = model.head.state_dict() if state_dict is None else _part(state_dict, "head.")
+    written = None if body is None else {v.dtype for v in body.values() if v.is_floating_point()}
     model.body.save_pretrained(staging / "body", safe_serialization=True, state_dict=body)
+    if written is not None and len(written) == 1:  # (save_pretrained may empty `body`)
+        _record_dtype(staging / "body" / "config.json", written.pop())
     head = {k: v.detach().cpu().contiguous() for k, v in head.items()}
     save_file(head, staging / "head.safetensors")
     (staging / "reward_model.json").write_text(
         json.dumps({"format": FORMAT, **metadata}, indent=2, sort_keys=True), encoding="utf-8"
     )
+
+
+def _record_dtype(config_path: Path, dtype: torch.dtype) -> None:
+    """The dtype of the weights written, in the saved config: `save_pretrained` records that of
+    the module's own parameters (float32 shards under FSDP, whatever was written)."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["dtype"] = str(dtype).removeprefix("torch.")
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def read_reward_model_metadata(directory: str | Path) -> dict | None:

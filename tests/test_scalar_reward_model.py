@@ -495,3 +495,19 @@ def test_process_shares_cover_every_prompt_once_and_pad_to_one_size():
         assert sorted(real) == sorted(items)
         assert len({len(share) for share, _ in shares}) == 1  # as many batches everywhere
         assert all(set(share) <= set(items) for share, _ in shares)
+
+
+def test_a_model_saved_from_a_gathered_state_records_the_dtype_written(fresh_rm, tmp_path):
+    """As FSDP's fit saves it: the whole state, body cast to the policy's dtype, written in place
+    of the (float32) module's own weights."""
+    state = scalar_reward_model.scoring_state(fresh_rm.state_dict(), torch.bfloat16)
+    directory = scalar_reward_model.save_reward_model(
+        fresh_rm, tmp_path / "rm", {"key": "k"}, state_dict=state
+    )
+    config = json.loads((directory / "body" / "config.json").read_text())
+    assert config["dtype"] == "bfloat16"
+    loaded = scalar_reward_model.load_reward_model(directory, device="cpu")  # as saved
+    assert {p.dtype for p in loaded.body.parameters()} == {torch.bfloat16}
+    assert loaded.head.weight.dtype == torch.float32
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, state[name]), name
