@@ -1,7 +1,8 @@
 """Notebook 04's runs from the command line (`python -m repsafe_lib.training`), e.g. on several
 GPUs with `accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 4 -m
-repsafe_lib.training --params params/paper.yaml` (`fsdp.yaml`: sharded); with `--reward-model`,
-notebook 05's reward model instead, saved where notebook 05 reuses it."""
+repsafe_lib.training --params params/paper.yaml` (`fsdp.yaml`: sharded); with `--reward-model` or
+`--online`, notebook 05's reward model or online DPO run instead, saved where notebook 05 reuses
+them."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from repsafe_lib.training.runs import prepare_training, run_training, training_i
 def main(argv: Sequence[str] | None = None) -> int:
     """Notebook 04's runs from the command line, e.g. on several GPUs: `accelerate launch
     --config_file configs/accelerate/fsdp.yaml --num_processes 4 -m repsafe_lib.training
-    --params params/paper.yaml` (configs/accelerate/: one-gpu, ddp, fsdp). With --reward-model:
-    notebook 05's reward model instead.
+    --params params/paper.yaml` (configs/accelerate/: one-gpu, ddp, fsdp). With --reward-model or
+    --online: notebook 05's reward model or online DPO run instead.
     """
     import argparse
 
