@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
@@ -334,6 +335,21 @@ def load_tokenizer(spec: ModelParams) -> PreTrainedTokenizerBase:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def base_fingerprint(spec: ModelParams, *, seed: int = 0) -> str:
+    """The fingerprint `load_model(spec, seed=seed)` gives, without loading the weights (a hub
+    model's config is read for its commit)."""
+    if spec.kind == "hub":
+        _check_local_source(spec.source)
+        config = AutoConfig.from_pretrained(spec.source, **hub_options(spec))
+        commit = getattr(config, "_commit_hash", None) or spec.revision or "local"
+        fingerprint = f"hub:{spec.source}@{commit}"
+    elif spec.kind == "gguf":
+        fingerprint = f"gguf:{file_sha256(_gguf_path(spec))}"
+    else:
+        fingerprint = tiny_model_dir(spec, seed)[1]
+    return f"{fingerprint}|{spec.dtype}"
 
 
 def weights_fingerprint(directory: Path) -> str:

@@ -20,6 +20,7 @@ import torch
 from transformers import PreTrainedModel
 
 from repsafe_lib import reranking, training
+from repsafe_lib.caching import CacheFormat
 from repsafe_lib.hybrid_reward import HybridReward
 from repsafe_lib.models import LoadedModel
 from repsafe_lib.records import EvalPrompt, PreferencePair
@@ -207,10 +208,17 @@ def train_online(
     out_dir: Path,
 ) -> training.RunResult:
     """Online DPO (`online.online_dpo`) from the base policy on every training prompt, labelled
-    by `reward_model`, against the profile's reference in `reference_quantization`."""
+    by `reward_model`, against the profile's reference in `reference_quantization`; a finished
+    run in `out_dir` of the same `online_run_key` (e.g. trained by `python -m
+    repsafe_lib.training --online` on several GPUs) is read back instead."""
+    from repsafe_lib.caching import load_cached
     from repsafe_lib.models import load_model, load_reference
     from repsafe_lib.online import online_dpo
 
+    key = online_run_key(params, train_pairs, reward_model, reference_quantization)
+    finished = load_cached(out_dir, key, FINISHED_ONLINE_RUN)
+    if finished is not None:
+        return finished
     settings = params.sampling
     prompts = reranking.train_prompts(train_pairs, None, params.seed)
     reference = load_reference(params.model, seed=params.seed, quantization=reference_quantization)
@@ -231,7 +239,55 @@ def train_online(
         generation_dtype=settings.generation_dtype,
         seed=params.seed,
         out_dir=out_dir,
+        run_key=key,
     )
+
+
+def online_run_key(
+    params,
+    train_pairs: Sequence[PreferencePair],
+    reward_model: ScalarRewardModel,
+    quantization: str,
+) -> dict:
+    """What a finished online run must match to be read back: the profile's model, training,
+    sampling and extraction settings, the seed, the training pairs, the reward model (its head's
+    weights, which every fit moves) and the reference's quantization."""
+    from repsafe_lib.caching import key_digest
+
+    head = reward_model.head.weight.detach().float().cpu().contiguous().numpy().tobytes()
+    return {
+        "settings": [repr(params.model), repr(params.training), repr(params.sampling)],
+        "max_length": params.extraction.max_length,
+        "seed": params.seed,
+        "pairs": [p.pair_id for p in train_pairs],
+        "reward_model": key_digest(head, length=16),
+        "reference": quantization,
+    }
+
+
+def _finished_online_run(directory: Path) -> training.RunResult:
+    import json
+
+    if not (directory / "policy" / "config.json").is_file():
+        raise FileNotFoundError("no saved policy")
+    lines = (directory / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    metrics = [json.loads(line) for line in lines]
+    return training.RunResult("online", metrics, directory, directory / "policy", 0)
+
+
+def _recorded_online_key(directory: Path):
+    import json
+
+    return json.loads((directory / "summary.json").read_text(encoding="utf-8"))["key"]
+
+
+FINISHED_ONLINE_RUN = CacheFormat(
+    what="online DPO run",
+    load=_finished_online_run,
+    recorded_key=_recorded_online_key,
+    remedy="training it again",
+    directory=True,
+)
 
 
 def scored_samples(

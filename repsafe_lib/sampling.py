@@ -251,12 +251,15 @@ def generate_texts(
     top_p: float = 1.0,
     progress: bool = True,
     desc: str = "generating",
+    synced_gpus: bool = False,
 ) -> list[Generation]:
     """Continue already-formatted `texts`; greedy, or sampled with one seed per row (`row_seeds`).
 
     Batches are length-sorted and left-padded; the result is in the order of `texts`. With
     `end_at_next_turn` (dialogue-format prompts) each row also stops at, and is cut before, the next
-    turn marker; the other rows of its batch go on.
+    turn marker; the other rows of its batch go on. `synced_gpus`: every process of a sharded model
+    calls this with as many batches, and each batch's forwards go on until every process is done
+    (FSDP gathers each layer's weights from all processes in every forward).
     """
     encoded = tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
     stop_ids = stop_token_ids(model, tokenizer)
@@ -278,6 +281,7 @@ def generate_texts(
             generation_config=config,
             logits_processor=processors,
             stopping_criteria=stopping,
+            synced_gpus=synced_gpus,
         )
         for row, index in enumerate(batch):
             new_tokens = output[row, input_ids.shape[1] :].tolist()
@@ -302,13 +306,17 @@ def generate_responses(
     seed: int = 0,
     num_samples: int = 1,
     progress: bool = True,
+    synced_gpus: bool = False,
 ) -> list[ResponseRecord]:
-    """`num_samples` responses per prompt, prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...]."""
+    """`num_samples` responses per prompt, prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...]
+    (`synced_gpus`: see `generate_texts`)."""
     decoding = DecodingConfig(max_new_tokens, do_sample, temperature, top_p, seed, num_samples)
-    return _generate(model, tokenizer, prompts, decoding, batch_size, progress)
+    return _generate(model, tokenizer, prompts, decoding, batch_size, progress, synced_gpus)
 
 
-def _generate(model, tokenizer, prompts, decoding: DecodingConfig, batch_size, progress):
+def _generate(
+    model, tokenizer, prompts, decoding: DecodingConfig, batch_size, progress, synced_gpus=False
+):
     # (prompt, formatted text, sample) by position: two prompts may share an id, never a row
     rows = [
         (p, format_prompt(tokenizer, p.prompt), k)
@@ -328,6 +336,7 @@ def _generate(model, tokenizer, prompts, decoding: DecodingConfig, batch_size, p
         temperature=decoding.temperature,
         top_p=decoding.top_p,
         progress=progress,
+        synced_gpus=synced_gpus,
     )
     return [
         ResponseRecord(

@@ -47,6 +47,7 @@ RELIABILITY_TESTS = {
         "test_hidden_states.py::test_corrupt_or_stale_cache_is_recomputed",
         "test_training.py::test_resume_equals_uninterrupted",
         "test_sharded_training.py::test_a_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run",
+        "test_sharded_training.py::test_a_reward_model_resumed_from_its_checkpoint_equals_the_uninterrupted_fit",
         "test_states_file.py::test_damaged_file_is_refused_with_the_reason",
         "test_states_file.py::test_other_layouts_are_refused",
         "test_training.py::test_a_checkpoint_from_other_settings_is_not_resumed",

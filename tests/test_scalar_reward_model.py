@@ -371,7 +371,7 @@ def test_fit_or_load_trains_once_then_reloads_while_the_key_holds(
         raise AssertionError("trained again although the saved key matches")
 
     with monkeypatch.context() as patch:
-        patch.setattr(scalar_reward_model, "train_reward_model", no_training)
+        patch.setattr(scalar_reward_model, "fit_reward_model", no_training)
         loaded, again = scalar_reward_model.fit_or_load(directory, **options)
     assert again == curve
     assert torch.equal(_scores(loaded, tiny_model.tokenizer), _scores(fitted, tiny_model.tokenizer))
@@ -396,3 +396,118 @@ def test_fit_or_load_trains_again_over_a_cut_off_or_half_saved_model(
     assert again == curve  # seeded: the same fit
     assert not staging.exists()
     assert json.loads(metadata.read_text())["curve"]["loss"] == curve.loss
+
+
+def test_the_command_line_trains_the_reward_model_notebook_05_then_reuses(
+    tiny_params, tiny_model, tmp_path, monkeypatch, capsys
+):
+    """`python -m repsafe_lib.training --reward-model`, in this one process: trained on notebook
+    00's training pairs and saved under the key notebook 05's `fit_or_load` looks up."""
+    from repsafe_lib import paths
+    from repsafe_lib.records import write_records
+    from repsafe_lib.training import cli
+
+    monkeypatch.setenv(paths.OUTPUTS_ENV_VAR, str(tmp_path))
+    pairs_file = paths.notebook_dir(tiny_params.profile, "00_data") / "pairs_train.jsonl"
+    pairs_file.parent.mkdir(parents=True)
+    write_records(pairs_file, PAIRS)
+    assert cli.main(["--params", "params/tiny.yaml", "--reward-model"]) == 0
+    directory = paths.notebook_dir(tiny_params.profile, "05_sampling") / "reward_model"
+    assert f"saved in {directory}" in capsys.readouterr().out
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although the saved key matches")
+
+    monkeypatch.setattr(scalar_reward_model, "fit_reward_model", no_training)
+    _, curve = scalar_reward_model.fit_or_load(
+        directory,
+        base=tiny_model,
+        model_params=tiny_params.model,
+        training=tiny_params.training,
+        settings=tiny_params.sampling.reward_model,
+        pairs=PAIRS,
+        seed=tiny_params.seed,
+    )
+    assert len(curve.loss) == tiny_params.sampling.reward_model.steps
+    assert cli.main(["--params", "params/tiny.yaml", "--reward-model"]) == 0
+    assert "holds it already" in capsys.readouterr().out
+
+
+def test_base_fingerprint_is_the_loaded_models(tiny_params, tiny_model):
+    from repsafe_lib.models import base_fingerprint
+
+    assert base_fingerprint(tiny_params.model, seed=tiny_params.seed) == tiny_model.fingerprint
+
+
+def test_the_command_line_trains_the_online_run_notebook_05_then_reads_back(
+    tiny_params, tiny_model, tmp_path, monkeypatch, capsys
+):
+    """`python -m repsafe_lib.training --online`, in this one process: the reward model, then
+    the online run, which notebook 05's `train_online` reads back instead of training again."""
+    from repsafe_lib import online, paths, sampled_variants
+    from repsafe_lib.records import write_records
+    from repsafe_lib.training import cli
+
+    monkeypatch.setenv(paths.OUTPUTS_ENV_VAR, str(tmp_path))
+    pairs_file = paths.notebook_dir(tiny_params.profile, "00_data") / "pairs_train.jsonl"
+    pairs_file.parent.mkdir(parents=True)
+    write_records(pairs_file, PAIRS)
+    assert cli.main(["--params", "params/tiny.yaml", "--online"]) == 0
+    notebook = paths.notebook_dir(tiny_params.profile, "05_sampling")
+    settings = tiny_params.sampling.online
+    steps = settings.rounds * settings.steps_per_round
+    assert f"online: {steps} steps" in capsys.readouterr().out
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although a finished run of the same key is there")
+
+    monkeypatch.setattr(scalar_reward_model, "fit_reward_model", no_training)
+    monkeypatch.setattr(online, "online_dpo", no_training)
+    reward_model, _ = scalar_reward_model.fit_or_load(
+        notebook / "reward_model",
+        base=tiny_model,
+        model_params=tiny_params.model,
+        training=tiny_params.training,
+        settings=tiny_params.sampling.reward_model,
+        pairs=PAIRS,
+        seed=tiny_params.seed,
+    )
+    options = {"reference_quantization": "none", "out_dir": notebook / "online"}
+    result = sampled_variants.train_online(
+        tiny_params, tiny_model.tokenizer, PAIRS, reward_model, **options
+    )
+    assert [row["step"] for row in result.metrics] == list(range(steps))
+    assert (result.policy_dir / "config.json").is_file()
+    with torch.no_grad():
+        reward_model.head.weight.add_(1.0)  # another reward model: trained again
+    with pytest.raises(AssertionError, match="trained again"):
+        sampled_variants.train_online(
+            tiny_params, tiny_model.tokenizer, PAIRS, reward_model, **options
+        )
+
+
+def test_process_shares_cover_every_prompt_once_and_pad_to_one_size():
+    from repsafe_lib.online import process_share
+
+    for items, processes in ((list(range(5)), 2), (list(range(8)), 4), (["a"], 3), ([], 2)):
+        shares = [process_share(items, index, processes) for index in range(processes)]
+        real = [item for share, count in shares for item in share[:count]]
+        assert sorted(real) == sorted(items)
+        assert len({len(share) for share, _ in shares}) == 1  # as many batches everywhere
+        assert all(set(share) <= set(items) for share, _ in shares)
+
+
+def test_a_model_saved_from_a_gathered_state_records_the_dtype_written(fresh_rm, tmp_path):
+    """As FSDP's fit saves it: the whole state, body cast to the policy's dtype, written in place
+    of the (float32) module's own weights."""
+    state = scalar_reward_model.scoring_state(fresh_rm.state_dict(), torch.bfloat16)
+    directory = scalar_reward_model.save_reward_model(
+        fresh_rm, tmp_path / "rm", {"key": "k"}, state_dict=state
+    )
+    config = json.loads((directory / "body" / "config.json").read_text())
+    assert config["dtype"] == "bfloat16"
+    loaded = scalar_reward_model.load_reward_model(directory, device="cpu")  # as saved
+    assert {p.dtype for p in loaded.body.parameters()} == {torch.bfloat16}
+    assert loaded.head.weight.dtype == torch.float32
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, state[name]), name

@@ -31,7 +31,8 @@ Where each part lives:
 - `policy`: the trained copy's dtype, LoRA, dropout off, saving it;
 - `runs`: what notebooks 04 and 05 share (`TrainingSetup`, `run_training`);
 - `held_out`: the trained policies on held-out pairs (notebook 04);
-- `cli`: notebook 04's runs from the command line, also on several GPUs, DDP or FSDP2
+- `cli`: notebook 04's runs (and notebook 05's reward model and online DPO run, `--reward-model`,
+  `--online`) from the command line, also on several GPUs, DDP or FSDP2
   (`accelerate launch --config_file configs/accelerate/fsdp.yaml --num_processes 4 -m
   repsafe_lib.training --params params/paper.yaml --run cdpo`; see docs/running-on-gpus.md).
 

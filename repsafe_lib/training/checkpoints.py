@@ -107,18 +107,26 @@ def save_checkpoint(
     optimiser,
     fold_rewards: FoldRewards | None,
     run_key: str = "",
+    run_state: dict | None = None,
 ) -> Path:
     """`directory/step-XXXXXX/`, complete or absent: written beside and renamed into place; only
-    the newest is kept."""
+    the newest is kept. `run_state`: what else the run needs to go on (JSON, kept in
+    `state.json`; `checkpoint_run_state` reads it back)."""
     target = directory / f"step-{step:06d}"
     with atomic_directory(target) as staging:
-        _write_checkpoint(staging, step, model, optimiser, fold_rewards, run_key)
+        _write_checkpoint(staging, step, model, optimiser, fold_rewards, run_key, run_state)
     _drop_older(directory)
     return target
 
 
 def save_sharded_checkpoint(
-    directory: Path, *, step: int, accelerator, fold_rewards: FoldRewards | None, run_key: str
+    directory: Path,
+    *,
+    step: int,
+    accelerator,
+    fold_rewards: FoldRewards | None,
+    run_key: str,
+    run_state: dict | None = None,
 ) -> Path:
     """Like `save_checkpoint`, with the policy and its optimiser sharded (FSDP): every process
     calls it; each writes its shards with `accelerator.save_state`, then the main process adds
@@ -134,6 +142,8 @@ def save_sharded_checkpoint(
     if accelerator.is_main_process:
         tensors, state = _reward_state(staging, fold_rewards)
         state.update(step=step, run_key=run_key, sharded=True)
+        if run_state is not None:
+            state["run_state"] = run_state
         save_file(tensors, staging / "optimiser.safetensors")
         write_json(staging / "state.json", state)
         shutil.rmtree(target, ignore_errors=True)
@@ -162,13 +172,17 @@ def _reward_state(staging: Path, fold_rewards: FoldRewards | None) -> tuple[dict
     return tensors, {"reward_optimisers": metas}
 
 
-def _write_checkpoint(staging: Path, step: int, model, optimiser, fold_rewards, run_key) -> None:
+def _write_checkpoint(
+    staging: Path, step: int, model, optimiser, fold_rewards, run_key, run_state
+) -> None:
     save_file(trainable_state(model), staging / "trainable.safetensors")
     tensors, meta = _optimizer_tensors(optimiser, "policy")
     rng_tensors, rng_meta = _rng_state()
     reward_tensors, state = _reward_state(staging, fold_rewards)
     tensors.update(reward_tensors)
     state.update(step=step, run_key=run_key, optimiser=meta, rng=rng_meta)
+    if run_state is not None:
+        state["run_state"] = run_state
     save_file(tensors, staging / "optimiser.safetensors")
     save_file({f"rng.{k}": v for k, v in rng_tensors.items()}, staging / "rng.safetensors")
     write_json(staging / "state.json", state)
@@ -201,6 +215,11 @@ def run_key(
 
 def checkpoint_key(path: Path) -> str | None:
     return json.loads((path / "state.json").read_text(encoding="utf-8")).get("run_key")
+
+
+def checkpoint_run_state(path: Path) -> dict:
+    """The `run_state` a checkpoint was saved with (empty where none was)."""
+    return json.loads((path / "state.json").read_text(encoding="utf-8")).get("run_state", {})
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -262,3 +281,64 @@ def _load_rewards(path: Path, state: dict, tensors: dict, fold_rewards) -> None:
             _load_optimizer(
                 fold_rewards.optimisers[f], tensors, state["reward_optimisers"][f], f"reward{f}"
             )
+
+
+def write_run_checkpoint(
+    directory: Path,
+    *,
+    step: int,
+    sharded: bool,
+    accelerator,
+    model: nn.Module,
+    optimiser,
+    fold_rewards: FoldRewards | None,
+    run_key: str,
+    run_state: dict | None = None,
+) -> None:
+    """The checkpoint after `step` steps, every process calling it: sharded, every process
+    writing its part (FSDP), or whole, written by the main process (`model`: unwrapped)."""
+    if sharded:
+        save_sharded_checkpoint(
+            directory,
+            step=step,
+            accelerator=accelerator,
+            fold_rewards=fold_rewards,
+            run_key=run_key,
+            run_state=run_state,
+        )
+    elif accelerator.is_main_process:
+        save_checkpoint(
+            directory,
+            step=step,
+            model=model,
+            optimiser=optimiser,
+            fold_rewards=fold_rewards,
+            run_key=run_key,
+            run_state=run_state,
+        )
+
+
+def resume_or_start_afresh(
+    directory: Path,
+    key: str,
+    *,
+    resume: bool,
+    accelerator,
+    model: nn.Module,
+    optimiser,
+    fold_rewards: FoldRewards | None,
+) -> tuple[int, Path | None]:
+    """Every process calling it: with `resume`, restore the newest checkpoint in `directory`
+    written under `key`, if any; returns the step to continue from and the checkpoint. Any other
+    checkpoint is deleted."""
+    found = resumable_checkpoint(directory, key) if resume else None
+    accelerator.wait_for_everyone()  # every process has looked before any deletes
+    if found is None:
+        if accelerator.is_main_process:
+            shutil.rmtree(directory, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return 0, None
+    start = load_checkpoint(
+        found, model=model, optimiser=optimiser, fold_rewards=fold_rewards, accelerator=accelerator
+    )
+    return start, found

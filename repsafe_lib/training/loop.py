@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,11 +37,9 @@ from repsafe_lib.seeding import seed_everything
 from repsafe_lib.training.batches import EncodedPair, batch_schedule, micro_batches
 from repsafe_lib.training.checkpoints import (
     latest_checkpoint,
-    load_checkpoint,
-    resumable_checkpoint,
+    resume_or_start_afresh,
     run_key,
-    save_checkpoint,
-    save_sharded_checkpoint,
+    write_run_checkpoint,
 )
 from repsafe_lib.training.fold_rewards import FoldRewards
 from repsafe_lib.training.logprobs import ResponseScorer
@@ -274,21 +271,17 @@ def start_loop(
 def resume_from_checkpoint(loop: Loop, resume: bool) -> tuple[int, Path | None]:
     """With `resume`, restore the newest checkpoint of this run's settings and pairs, if any;
     returns the step to continue from and the checkpoint. Any other checkpoint is deleted."""
-    found = resumable_checkpoint(loop.checkpoints, loop.run_key) if resume else None
-    loop.accelerator.wait_for_everyone()  # every process has looked before any deletes
-    if found is None:
-        if loop.accelerator.is_main_process:
-            shutil.rmtree(loop.checkpoints, ignore_errors=True)
-        loop.accelerator.wait_for_everyone()
-        return 0, None
-    start = load_checkpoint(
-        found,
+    start, found = resume_or_start_afresh(
+        loop.checkpoints,
+        loop.run_key,
+        resume=resume,
+        accelerator=loop.accelerator,
         model=loop.model,
         optimiser=loop.optimiser,
         fold_rewards=loop.fold_rewards,
-        accelerator=loop.accelerator,
     )
-    log.info("%s: resumed from %s", loop.name, found)
+    if found is not None:
+        log.info("%s: resumed from %s", loop.name, found)
     return start, found
 
 
@@ -384,23 +377,16 @@ def checkpoint_due(loop: Loop, step: int) -> bool:
 def write_checkpoint(loop: Loop, step: int) -> None:
     """The checkpoint after `step` steps: sharded, every process writing its part (FSDP), or
     whole, written by the main process."""
-    if loop.sharded:
-        save_sharded_checkpoint(
-            loop.checkpoints,
-            step=step,
-            accelerator=loop.accelerator,
-            fold_rewards=loop.fold_rewards,
-            run_key=loop.run_key,
-        )
-    elif loop.accelerator.is_main_process:
-        save_checkpoint(
-            loop.checkpoints,
-            step=step,
-            model=loop.model,
-            optimiser=loop.optimiser,
-            fold_rewards=loop.fold_rewards,
-            run_key=loop.run_key,
-        )
+    write_run_checkpoint(
+        loop.checkpoints,
+        step=step,
+        sharded=loop.sharded,
+        accelerator=loop.accelerator,
+        model=loop.model,
+        optimiser=loop.optimiser,
+        fold_rewards=loop.fold_rewards,
+        run_key=loop.run_key,
+    )
 
 
 def run_steps(loop: Loop, steps: range, metrics: list[dict], *, progress: bool = True) -> None:
