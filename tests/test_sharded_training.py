@@ -253,9 +253,13 @@ def launch_reward_model(layout: str, out_dir: Path, stop_after: int | None = Non
     return launch_worker(layout, out_dir, stop_after, worker=RM_WORKER, **settings)
 
 
-def reward_model_in_one_process(out_dir: Path, **settings) -> dict:
+def reward_model_in_one_process(out_dir: Path, stop_after: int | None = None, **settings) -> dict:
     """The same fit in one fresh process: the worker run as a plain script."""
-    command = [str(TESTS / RM_WORKER), str(out_dir), "all"]
+    command = [
+        str(TESTS / RM_WORKER),
+        str(out_dir),
+        "all" if stop_after is None else str(stop_after),
+    ]
     command += [f"{key}={json.dumps(value)}" for key, value in settings.items()]
     result = worker_result(run_python(command, timeout=300, extra_paths=[TESTS]))
     assert result["processes"] == 1 and not result["sharded"]
@@ -293,14 +297,23 @@ def assert_curves_close(curve: dict, expected: dict, tolerance: float) -> None:
         assert curve[key] == pytest.approx(expected[key], abs=tolerance, rel=tolerance), key
 
 
+def fit_reward_model(layout: str, out_dir: Path, stop_after: int | None = None) -> dict:
+    if layout == "one-process":
+        return {**reward_model_in_one_process(out_dir, stop_after), "out_dir": out_dir}
+    return launch_reward_model(layout, out_dir, stop_after)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
+@pytest.mark.parametrize("layout", ["one-process", "fsdp"])
 def test_a_reward_model_resumed_from_its_checkpoint_equals_the_uninterrupted_fit(
-    layout, uninterrupted_reward_model, tmp_path
+    layout, uninterrupted_reward_model, one_process_reward_model, tmp_path
 ):
-    whole = uninterrupted_reward_model(layout)
+    """Whole-weight checkpoints (one process, as DDP writes them) and FSDP's sharded ones."""
+    whole = (
+        one_process_reward_model if layout == "one-process" else uninterrupted_reward_model(layout)
+    )
     assert whole["resumed_from"] == 0 and whole["finished"]
-    stopped = launch_reward_model(layout, tmp_path, stop_after=3)  # as if killed in step 3
+    stopped = fit_reward_model(layout, tmp_path, stop_after=3)  # as if killed in step 3
     assert not stopped["finished"] and len(stopped["curve"]["loss"]) == 3
     assert not (tmp_path / "reward_model").exists()  # saved only once finished
     checkpoint = training.latest_checkpoint(tmp_path / "reward_model-checkpoints")
@@ -311,7 +324,7 @@ def test_a_reward_model_resumed_from_its_checkpoint_equals_the_uninterrupted_fit
         assert not (checkpoint / "trainable.safetensors").exists()
     else:
         assert (checkpoint / "trainable.safetensors").is_file()
-    resumed = launch_reward_model(layout, tmp_path)
+    resumed = fit_reward_model(layout, tmp_path)
     assert resumed["resumed_from"] == 2 and resumed["finished"]
     assert resumed["curve"] == whole["curve"]
     for name in ("body/model.safetensors", "head.safetensors", "reward_model.json"):
@@ -320,9 +333,8 @@ def test_a_reward_model_resumed_from_its_checkpoint_equals_the_uninterrupted_fit
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
 def test_two_processes_fit_the_reward_model_as_one_does(
-    layout, uninterrupted_reward_model, one_process_reward_model
+    uninterrupted_reward_model, one_process_reward_model
 ):
     """Up to summation order: each process takes half of every batch. All but the head's bias:
     the BT loss reads reward differences only, so the bias's gradient is zero up to rounding,
@@ -330,7 +342,7 @@ def test_two_processes_fit_the_reward_model_as_one_does(
     direction of that rounding (one process and two end with opposite signs here)."""
     from reward_model_worker import SETTINGS
 
-    whole = uninterrupted_reward_model(layout)
+    whole = uninterrupted_reward_model("fsdp")
     assert_curves_close(whole["curve"], one_process_reward_model["curve"], 1e-4)
     expected = saved_reward_model(one_process_reward_model["out_dir"])
     weights = saved_reward_model(whole["out_dir"])
@@ -398,15 +410,6 @@ def test_fsdp_reward_model_with_the_paper_precision_settings_fits_as_one_process
     assert sharded["curve"]["loss"] == pytest.approx(single["curve"]["loss"], abs=0.05)
 
 
-@pytest.mark.slow
-def test_fsdp_refuses_a_lora_reward_model_before_training(tmp_path):
-    command = launch_command("fsdp", tmp_path, None, RM_WORKER, {"lora": {"r": 4, "alpha": 8.0}})
-    done = run_python(command, timeout=300, extra_paths=[TESTS])
-    assert done.returncode != 0
-    assert "LoRA under FSDP is not supported" in done.stderr, done.stderr[-3000:]
-    assert not (tmp_path / "reward_model-checkpoints").exists()
-
-
 # Online DPO (`online_worker`): each process samples its share of a round's prompts.
 ONLINE_WORKER = "online_worker.py"
 
@@ -424,16 +427,15 @@ def online_in_one_process(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
-def test_online_dpo_on_two_processes_samples_pairs_and_trains_as_one_process_does(
-    layout, online_in_one_process, tmp_path
+def test_online_dpo_on_two_fsdp_processes_samples_pairs_and_trains_as_one_process_does(
+    online_in_one_process, tmp_path
 ):
     """Every round's scored samples (hence its pairs), the metrics and the saved policy; the
     shares differ in size (5 prompts per round), so under FSDP the shorter one pads to sample in
     lockstep."""
     from transformers import AutoModelForCausalLM
 
-    two = launch_worker(layout, tmp_path, worker=ONLINE_WORKER)
+    two = launch_worker("fsdp", tmp_path, worker=ONLINE_WORKER)
     one = online_in_one_process
     for round_samples, expected in zip(two["samples"], one["samples"], strict=True):
         assert [(s["prompt_id"], s["sample_index"], s["text"]) for s in round_samples] == [
